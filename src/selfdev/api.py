@@ -1,0 +1,73 @@
+"""High-level operations shared by the CLI and the workflow scripts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Sequence
+
+from .config import expert_names, sandbox_limits
+from .gsm8k import read_jsonl
+from .lm import GenerationSpec
+from .paths import Paths
+from .probe import check_program
+from .prompts import load_template
+
+SCORE_FORMAT = "selfdev.score.v1"
+VERDICT_FORMAT = "selfdev.verdict.v1"
+
+
+def read_program(path: str | Path) -> str:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"algorithm file not found: {path}")
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file") from None
+
+
+def check_file(path: str | Path, config: dict) -> dict:
+    """The probe verdict of one program file (executable or not, with a reason category)."""
+    verdict = check_program(read_program(path), sandbox_limits(config, "probe")).to_dict()
+    return {"format": VERDICT_FORMAT, "program": str(path), **verdict}
+
+
+def world_inputs(config: dict, split: str) -> dict:
+    """The files of the built world a score needs, checked to exist."""
+    if split not in ("dev", "test"):
+        raise ValueError(f"split must be 'dev' or 'test', got {split!r}")
+    p = Paths(config["results"])
+    experts = expert_names(config)
+    files = {"seed_dir": p.seed_dir(), "task_vectors": [p.task_vector(e) for e in experts], "rows": p.data(split)}
+    for f in [p.seed_model(), *files["task_vectors"], files["rows"]]:
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"{f} is missing: build the world first (snakemake --cores all)")
+    return files
+
+
+def make_scorer(config: dict, seed_dir: str, task_vectors: Sequence[str], rows_path: str):
+    from .scoring import MergeScorer
+
+    ev = config["eval"]
+    return MergeScorer(seed_dir, task_vectors, read_jsonl(rows_path), load_template(ev["prompt"]),
+                       GenerationSpec(ev["max_new_tokens"], ev["batch_size"]), sandbox_limits(config, "merge"),
+                       ev["dtype"])
+
+
+def score_file(path: str | Path, config: dict, split: str, seed_dir: str, task_vectors: Sequence[str],
+               rows_path: str, verdict: dict | None = None) -> dict:
+    """Accuracy of M0 + merge on `split`; a program whose verdict says not executable is not run."""
+    import torch
+
+    torch.set_num_threads(config["threads"])
+    source = read_program(path)
+    t0 = time.perf_counter()
+    if verdict is not None and not verdict.get("executable"):
+        record = {"executable": False, "category": verdict.get("category"), "reason": verdict.get("reason"),
+                  "accuracy": None}
+    else:
+        scorer = make_scorer(config, seed_dir, task_vectors, rows_path)
+        record = scorer.score_program(source, probe_first=verdict is None).to_dict()
+    return {"format": SCORE_FORMAT, "program": str(path), "split": split, **record,
+            "seconds": time.perf_counter() - t0}

@@ -1,0 +1,61 @@
+"""`selfdev` command line: check and score merging programs by hand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="selfdev", description="Self-Developing: check and score model-merging programs.")
+    p.add_argument("--config", default=None,
+                   help="workflow config file (default: config/config.yaml if present, else built-in defaults)")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("check", help="run a program on probe tensors in the sandbox; print a JSON verdict")
+    c.add_argument("program", help="Python file defining merge(task_vectors)")
+    c.add_argument("--json", action="store_true", help="print compact JSON on one line (the default is indented)")
+    s = sub.add_parser("score", help="print the accuracy of M0 + merge on the built world")
+    s.add_argument("program", help="Python file defining merge(task_vectors)")
+    s.add_argument("--split", choices=["dev", "test"], default="dev")
+    s.add_argument("--json", action="store_true", help="print the whole score record as JSON")
+    return p
+
+
+def _config(path: str | None) -> dict:
+    from .config import load_config
+
+    if path is None and Path("config/config.yaml").is_file():
+        path = "config/config.yaml"
+    return load_config(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .config import ConfigError
+
+    try:
+        config = _config(args.config)
+        if not Path(args.program).is_file():
+            raise FileNotFoundError(f"algorithm file not found: {args.program}")
+        if args.command == "check":
+            from .api import check_file
+
+            verdict = check_file(args.program, config)
+            print(json.dumps(verdict, indent=None if args.json else 2))
+            return 0
+        from .api import score_file, world_inputs
+
+        files = world_inputs(config, args.split)
+        record = score_file(args.program, config, args.split, files["seed_dir"], files["task_vectors"], files["rows"])
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"selfdev: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(record, indent=2))
+    elif record["executable"]:
+        print(f"{args.split} accuracy {100 * record['accuracy']:.1f}% ({record['n']} problems)")
+    else:
+        print(f"not executable ({record['category']}): {record['reason']}")
+    return 0

@@ -1,0 +1,105 @@
+"""Loading and validating the workflow config (the same JSON schema Snakemake validates against).
+
+Every key has a default in workflow/schemas/config.schema.yaml; `load_config` fills them, so code
+reads a complete dict. Errors name the offending key and what was expected.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_schema() -> dict:
+    import yaml
+
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _fill_defaults(schema: dict, value: Any) -> Any:
+    if schema.get("type") == "object" and isinstance(value, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                value[key] = _fill_defaults(sub, value[key])
+    return value
+
+
+def validate_config(config: dict | None, origin: str = "config") -> dict:
+    """A validated copy of `config` with every default filled in."""
+    import jsonschema
+
+    config = _fill_defaults(load_schema(), copy.deepcopy(config or {}))
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if not errors:
+        names = [e["name"] for e in config["world"]["experts"]]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{origin}: world.experts: expert names must be unique, got {names}")
+        stems = [Path(a).stem for a in config["algorithms"]]
+        if len(set(stems)) != len(stems):
+            raise ConfigError(f"{origin}: algorithms: file names (stems) must be unique, got {stems}")
+    if errors:
+        lines = []
+        for err in errors[:10]:
+            key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+            lines.append(f"  {key}: {err.message}")
+        raise ConfigError(f"{origin}: invalid configuration:\n" + "\n".join(lines))
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
+    import yaml
+
+    data: dict = {}
+    origin = "config"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+        data = loaded or {}
+        origin = str(path)
+    if overrides:
+        data = _deep_merge(data, overrides)
+    return validate_config(data, origin)
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def sandbox_limits(config: dict, phase: str = "probe"):
+    """The SandboxLimits of the config, with the wall-clock limit of `phase` (probe | merge)."""
+    from .sandbox import SandboxLimits
+
+    sb = config["sandbox"]
+    return SandboxLimits(
+        wall_s=float(sb["probe_wall_s" if phase == "probe" else "merge_wall_s"]),
+        cpu_s=int(sb["cpu_s"]),
+        memory_mb=int(sb["memory_mb"]),
+        max_norm_ratio=float(sb["max_norm_ratio"]),
+        allowed_imports=tuple(sb["allowed_imports"]),
+    )
+
+
+def expert_skills(world: dict) -> dict[str, list[str]]:
+    """Expert name -> skills, in config order."""
+    return {e["name"]: list(e["skills"]) for e in world["experts"]}
+
+
+def expert_names(config: dict) -> list[str]:
+    return sorted(expert_skills(config["world"]))

@@ -1,0 +1,54 @@
+"""Accuracy of a model on a math split: greedy generation, answer extraction, exact match."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .answer import extract_answer, reference_answer
+from .lm import GenerationSpec, greedy_generate
+from .prompts import PromptTemplate
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    n: int
+    correct: list[bool]
+    per_skill: dict[str, float] = field(default_factory=dict)
+    generation_s: float = 0.0
+    checking_s: float = 0.0
+
+    def summary(self) -> dict:
+        return {
+            "accuracy": self.accuracy,
+            "n": self.n,
+            "per_skill": self.per_skill,
+            "generation_s": round(self.generation_s, 4),
+            "checking_s": round(self.checking_s, 4),
+        }
+
+
+def evaluate(
+    model,
+    tokenizer,
+    rows: Sequence[dict],
+    template: PromptTemplate,
+    gen: GenerationSpec,
+    shots: Sequence[dict] = (),
+) -> EvalResult:
+    prompts = [template.render_query(r["question"], shots) for r in rows]
+    completions, gen_s = greedy_generate(model, tokenizer, prompts, gen)
+    t0 = time.perf_counter()
+    correct = []
+    for row, completion in zip(rows, completions):
+        predicted = extract_answer(template.cut(completion))
+        correct.append(predicted is not None and predicted == reference_answer(row["answer"]))
+    by_skill: dict[str, list[bool]] = defaultdict(list)
+    for row, ok in zip(rows, correct):
+        by_skill[row.get("skill", "all")].append(ok)
+    per_skill = {k: sum(v) / len(v) for k, v in sorted(by_skill.items())}
+    acc = sum(correct) / len(correct) if correct else 0.0
+    return EvalResult(acc, len(correct), correct, per_skill, gen_s, time.perf_counter() - t0)

@@ -1,0 +1,297 @@
+"""The process boundary every candidate program runs behind.
+
+A candidate runs in a child forked from the (torch-loaded, so start-up is cheap) parent, in its
+own process group, with CPU-time and address-space limits and a wall-clock deadline after which
+the whole group is killed. The child gets copies of its inputs and sends each result back over a
+pipe as a small JSON header plus raw bytes, never pickle, so the parent never deserialises code
+from the candidate. Shape, dtype, finiteness and magnitude are checked in the parent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import signal
+import struct
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+from .program import DEFAULT_ALLOWED_IMPORTS, CandidateRejected, load_merge
+
+# Verdict categories; "ok" is the only executable one.
+CATEGORIES = (
+    "ok", "syntax", "import", "no_merge", "exception", "timeout", "memory", "crash", "wrong_type",
+    "wrong_shape", "wrong_dtype", "non_finite", "too_large", "nondeterministic", "protocol",
+)
+
+_FLOAT_DTYPES = {"float16", "bfloat16", "float32", "float64"}
+_HEADER_MAX = 1 << 16
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits of one candidate run (config: `sandbox.*`)."""
+
+    wall_s: float = 20.0
+    cpu_s: int = 20
+    memory_mb: int = 4096
+    max_norm_ratio: float = 100.0
+    allowed_imports: tuple[str, ...] = DEFAULT_ALLOWED_IMPORTS
+
+
+@dataclass
+class RunOutcome:
+    """What came back from one sandboxed run: results by key, or the reason it stopped."""
+
+    ok: bool
+    category: str
+    reason: str
+    seconds: float
+    results: dict[str, object] = field(default_factory=dict)
+
+
+# A job is a key plus a thunk producing the input tensors. Thunks run in the child, so inputs
+# never cross the boundary as data: the child reads them from memory it inherited at fork.
+Job = tuple[str, Callable[[], Sequence]]
+
+
+def _send(fd: int, header: dict, payload: bytes = b"") -> None:
+    head = json.dumps(header).encode()
+    data = struct.pack("<II", len(head), len(payload)) + head + payload
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _address_space_now() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _apply_limits(limits: SandboxLimits) -> None:
+    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
+    # The forked child already maps what the parent mapped (torch, model weights): allow that
+    # much plus the budget, so the budget is what the candidate itself may allocate.
+    budget = _address_space_now() + limits.memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _classify_exception(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text or "not enough memory" in text:
+        return "memory"
+    if isinstance(exc, ImportError):
+        return "import"
+    return "exception"
+
+
+def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    workdir = tempfile.mkdtemp(prefix="selfdev-cand-")
+    os.chdir(workdir)
+    _apply_limits(limits)
+    try:
+        merge = load_merge(source, limits.allowed_imports)
+    except CandidateRejected as exc:
+        _send(wfd, {"status": "error", "category": exc.category, "reason": exc.reason})
+        return
+    for key, thunk in jobs:
+        inputs = [t.clone() for t in thunk()]
+        try:
+            out = merge(inputs)
+        except BaseException as exc:  # noqa: BLE001 - untrusted code
+            frame = traceback.extract_tb(exc.__traceback__)[-1:]
+            where = f" (line {frame[0].lineno})" if frame and frame[0].filename == "<candidate>" else ""
+            _send(wfd, {"status": "error", "category": _classify_exception(exc),
+                        "reason": f"{type(exc).__name__}: {str(exc)[:300]}{where}", "key": key})
+            return
+        if not isinstance(out, torch.Tensor):
+            _send(wfd, {"status": "error", "category": "wrong_type",
+                        "reason": f"merge returned {type(out).__name__}, expected torch.Tensor", "key": key})
+            return
+        out = out.detach().to("cpu").contiguous()
+        payload = out.reshape(-1).view(torch.uint8).numpy().tobytes() if out.numel() else b""
+        _send(wfd, {"status": "result", "key": key, "shape": list(out.shape),
+                    "dtype": str(out.dtype).removeprefix("torch.")}, payload)
+    _send(wfd, {"status": "done"})
+
+
+class _Reader:
+    """Reads framed messages from the child's pipe, never waiting past the deadline."""
+
+    def __init__(self, fd: int, deadline: float):
+        self.fd, self.deadline, self.buf = fd, deadline, bytearray()
+
+    def _fill(self, n: int) -> bool:
+        while len(self.buf) < n:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(self.fd, max(1 << 20, n - len(self.buf)))
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    def message(self, max_payload: int) -> tuple[dict, bytes] | None:
+        if not self._fill(8):
+            return None
+        hlen, plen = struct.unpack("<II", self.buf[:8])
+        if hlen > _HEADER_MAX:
+            raise ValueError(f"message header of {hlen} bytes")
+        if plen > max_payload:
+            raise OverflowError(f"result of {plen} bytes where at most {max_payload} were expected")
+        if not self._fill(8 + hlen + plen):
+            return None
+        header = json.loads(bytes(self.buf[8 : 8 + hlen]))
+        payload = bytes(self.buf[8 + hlen : 8 + hlen + plen])
+        del self.buf[: 8 + hlen + plen]
+        if not isinstance(header, dict):
+            raise ValueError("message header is not an object")
+        return header, payload
+
+
+def _kill_group(pid: int) -> None:
+    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            target()
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _decode(header: dict, payload: bytes, expected_shape: tuple[int, ...]):
+    import torch
+
+    dtype_name = header.get("dtype")
+    if dtype_name not in _FLOAT_DTYPES:
+        raise CandidateRejected("wrong_dtype", f"result dtype {dtype_name}, expected a floating dtype")
+    shape = tuple(header.get("shape") or ())
+    if shape != tuple(expected_shape):
+        raise CandidateRejected("wrong_shape", f"result shape {list(shape)}, expected {list(expected_shape)}")
+    dtype = getattr(torch, dtype_name)
+    numel = 1
+    for s in shape:
+        numel *= s
+    if len(payload) != numel * torch.empty((), dtype=dtype).element_size():
+        raise CandidateRejected("protocol", "result bytes do not match its shape and dtype")
+    if not payload:
+        return torch.empty(shape, dtype=dtype)
+    return torch.frombuffer(bytearray(payload), dtype=dtype).reshape(shape)
+
+
+def run_jobs(
+    source: str,
+    jobs: Sequence[Job],
+    expected_shapes: dict[str, tuple[int, ...]],
+    limits: SandboxLimits,
+    accept: Callable[[str, object], None] | None = None,
+) -> RunOutcome:
+    """Run `merge` of `source` on every job in a fresh sandboxed child.
+
+    Each result is decoded and type/shape-checked here in the parent, then passed to `accept`
+    (which may raise CandidateRejected for value checks) or kept in `results` when no `accept`.
+    """
+    import torch
+
+    t0 = time.monotonic()
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            os.setpgid(0, 0)
+            os.close(rfd)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            _child(source, jobs, wfd, limits)
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    try:
+        os.setpgid(pid, pid)
+    except (ProcessLookupError, PermissionError):
+        pass  # the child already did it, or already exited
+    os.close(wfd)
+    results: dict[str, object] = {}
+    reader = _Reader(rfd, t0 + limits.wall_s)
+    largest = max((_nbytes(s) for s in expected_shapes.values()), default=0)
+    category, reason = "ok", ""
+    try:
+        while True:
+            msg = reader.message(max_payload=largest)
+            if msg is None:
+                category, reason = "crash", "the program's process ended before finishing"
+                break
+            header, payload = msg
+            status = header.get("status")
+            if status == "done":
+                break
+            if status == "error":
+                category = str(header.get("category", "exception"))
+                category = category if category in CATEGORIES else "exception"
+                reason = str(header.get("reason", ""))[:500]
+                break
+            key = header.get("key")
+            if status != "result" or key not in expected_shapes or key in results:
+                category, reason = "protocol", f"unexpected message for {key!r}"
+                break
+            value = _decode(header, payload, expected_shapes[key])
+            if accept is not None:
+                accept(key, value)
+                results[key] = True
+            else:
+                results[key] = value
+        if category == "ok" and len(results) != len(expected_shapes):
+            category, reason = "protocol", f"{len(results)} of {len(expected_shapes)} results came back"
+    except TimeoutError:
+        category, reason = "timeout", f"no result within the {limits.wall_s:g} s wall-clock limit"
+    except OverflowError as exc:
+        category, reason = "too_large", str(exc)
+    except CandidateRejected as exc:
+        category, reason = exc.category, exc.reason
+    except (ValueError, json.JSONDecodeError) as exc:
+        category, reason = "protocol", f"malformed message: {exc}"
+    finally:
+        _kill_group(pid)
+        os.close(rfd)
+        _, status = os.waitpid(pid, 0)
+    if category == "crash":
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            if sig == signal.SIGXCPU or (sig == signal.SIGKILL and time.monotonic() - t0 >= limits.cpu_s):
+                category, reason = "timeout", f"CPU-time limit of {limits.cpu_s} s exceeded"
+            else:
+                reason = f"killed by signal {signal.Signals(sig).name}"
+        else:
+            reason = f"exited with status {os.WEXITSTATUS(status)} before finishing"
+    del torch
+    return RunOutcome(category == "ok", category, reason, time.monotonic() - t0, results if category == "ok" else {})
+
+
+def _nbytes(shape: tuple[int, ...]) -> int:
+    n = 8  # float64 is the widest dtype accepted
+    for s in shape:
+        n *= s
+    return n
+
+
+def iter_chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]

@@ -1,0 +1,61 @@
+import pytest
+
+from selfdev import toydata
+from selfdev.answer import reference_answer
+from selfdev.config import ConfigError, load_config, load_schema, validate_config
+from conftest import REPO
+
+
+def test_default_config_file_validates_and_fills_defaults():
+    cfg = load_config(REPO / "config" / "config.yaml")
+    assert cfg["world"]["kind"] == "toy"
+    assert cfg["sandbox"]["allowed_imports"] == ["torch", "math", "numpy", "functools", "itertools", "typing"]
+    assert validate_config({})["world"]["model"]["hidden_size"] > 0
+
+
+def _walk(schema, path="config"):
+    if schema.get("type") == "object":
+        for key, sub in schema.get("properties", {}).items():
+            yield f"{path}.{key}", sub
+            yield from _walk(sub, f"{path}.{key}")
+
+
+def test_every_schema_key_has_description_and_default():
+    missing = [p for p, sub in _walk(load_schema()) if "description" not in sub or "default" not in sub]
+    assert missing == []
+
+
+@pytest.mark.parametrize("bad,key", [
+    ({"world": {"data": {"dev_per_skill": "x"}}}, "world.data.dev_per_skill"),
+    ({"world": {"experts": [{"name": "only", "skills": ["add"]}]}}, "world.experts"),
+    ({"world": {"experts": [{"name": "a", "skills": ["add"]}, {"name": "a", "skills": ["mul"]}]}}, "world.experts"),
+    ({"world": {"experts": [{"name": "a b", "skills": ["add"]}, {"name": "c", "skills": ["pow"]}]}}, "world.experts.0.name"),
+    ({"sandbox": {"wall": 3}}, "sandbox"),
+    ({"eval": {"dtype": "int8"}}, "eval.dtype"),
+])
+def test_bad_config_names_the_key(bad, key):
+    with pytest.raises(ConfigError) as err:
+        validate_config(bad)
+    assert key in str(err.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(tmp_path / "list.yaml")
+
+
+def test_toy_problems_are_gsm8k_format_and_correct():
+    rows = toydata.make_split(5, ["add", "sub", "mul", "div"], 50)
+    assert toydata.make_split(5, ["add", "sub", "mul", "div"], 50) == rows
+    for r in rows:
+        assert set(r) == {"question", "answer", "skill"}
+        expr, value = r["answer"].split("\n")[0].split("=")
+        assert int(reference_answer(r["answer"])) == int(value) == int(eval(expr.replace("/", "//")))
+    restricted = toydata.make_split(5, ["add"], 100, restricted=True)
+    spec = toydata.SKILLS["add"]
+    assert all(int(r["answer"].split("+")[1].split("=")[0]) <= spec.b_restricted.hi for r in restricted)
+    with pytest.raises(ValueError, match="unknown skill"):
+        toydata.make_problem(__import__("random").Random(0), "pow")

@@ -1,0 +1,114 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from selfdev import baselines
+from selfdev.algorithms import reference_paths
+from selfdev.api import make_scorer, score_file, world_inputs
+from selfdev.config import expert_names
+from selfdev.paths import Paths
+from selfdev.taskvectors import TaskVectorSet, merge_in_sandbox, write_task_vector
+from selfdev.world import world_report
+
+
+def test_world_files_are_real_checkpoints(micro_world):
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    p = Paths(micro_world["results"])
+    model = AutoModelForCausalLM.from_pretrained(p.seed_dir())
+    tok = AutoTokenizer.from_pretrained(p.seed_dir())
+    assert model.config.model_type == "llama" and tok.decode(tok("3+4=7")["input_ids"]) == "3+4=7"
+    for e in expert_names(micro_world):
+        with safe_open(p.task_vector(e), "pt") as fh:
+            names = list(fh.keys())
+        assert names and all(".mlp." in n for n in names)
+    rows = [json.loads(l) for l in Path(p.data("dev")).read_text().splitlines()]
+    assert len(rows) == 20 and all(r["answer"].splitlines()[-1].startswith("#### ") for r in rows)
+
+
+def test_task_vector_is_expert_minus_seed(micro_world):
+    from transformers import AutoModelForCausalLM
+
+    p = Paths(micro_world["results"])
+    seed = dict(AutoModelForCausalLM.from_pretrained(p.seed_dir()).named_parameters())
+    expert = dict(AutoModelForCausalLM.from_pretrained(p.expert_dir("add")).named_parameters())
+    tvs = TaskVectorSet([p.task_vector("add")])
+    name = tvs.names[0]
+    assert (tvs.get(name)[0] - (expert[name] - seed[name])).abs().max() < 1e-6
+
+
+def test_sandboxed_merge_equals_in_process_math(micro_world):
+    p = Paths(micro_world["results"])
+    tvs = TaskVectorSet([p.task_vector(e) for e in expert_names(micro_world)])
+    from selfdev.config import sandbox_limits
+
+    out = merge_in_sandbox(reference_paths()["mean"].read_text(), tvs, sandbox_limits(micro_world, "merge"))
+    assert out.ok, out
+    for name in tvs.names:
+        assert (out.merged[name] - baselines.mean(tvs.get(name))).abs().max() < 1e-7
+    bad = merge_in_sandbox("def merge(t):\n    return t[0] * float('inf')\n", tvs, sandbox_limits(micro_world, "merge"))
+    assert not bad.ok and bad.category == "non_finite" and bad.merged == {}
+
+
+@pytest.mark.parametrize("name", sorted(reference_paths()))
+def test_reference_algorithms_score(micro_world, name):
+    files = world_inputs(micro_world, "dev")
+    rec = score_file(reference_paths()[name], micro_world, "dev", files["seed_dir"], files["task_vectors"], files["rows"])
+    assert rec["executable"] and 0.0 <= rec["accuracy"] <= 1.0 and rec["n"] == 20
+    assert set(rec["timings"]) >= {"probe_s", "merge_s", "generation_s", "checking_s"}
+
+
+def test_zero_merge_scores_exactly_m0_and_restores_weights(micro_world):
+    files = world_inputs(micro_world, "dev")
+    scorer = make_scorer(micro_world, files["seed_dir"], files["task_vectors"], files["rows"])
+    m0 = scorer.evaluate_merged(None)
+    zero = scorer.score_program("import torch\ndef merge(t):\n    return torch.zeros_like(t[0])\n")
+    assert zero.accuracy == m0.accuracy
+    # A destructive merge changes the answers, and the seed weights come back afterwards.
+    scorer.score_program("def merge(t):\n    return t[0] * 50\n")
+    assert scorer.evaluate_merged(None).correct == m0.correct
+
+
+def test_broken_program_is_not_scored(micro_world):
+    files = world_inputs(micro_world, "dev")
+    rec = score_file(_write(micro_world, "def merge(t):\n    return t[0][:2]\n"), micro_world, "dev",
+                     files["seed_dir"], files["task_vectors"], files["rows"])
+    assert not rec["executable"] and rec["category"] == "wrong_shape" and rec["accuracy"] is None
+
+
+def _write(cfg, src):
+    path = Path(cfg["results"]).parent / "prog.py"
+    path.write_text(src)
+    return path
+
+
+def test_world_report_has_targets(micro_world):
+    p = Paths(micro_world["results"])
+    experts = {e: p.expert_dir(e) for e in expert_names(micro_world)}
+    rep = world_report(micro_world, p.seed_dir(), experts,
+                       [p.task_vector(e) for e in sorted(experts)], p.data_dir())
+    methods = [r["method"] for r in rep["rows"]]
+    assert methods.count("expert") == 2 and methods.count("task_arithmetic") == 2 and methods.count("ties") == 1
+    assert set(rep["targets"]) >= {"seed", "best_expert", "best_ta_ties", "gain_over_seed_points", "spread_points"}
+
+
+def test_missing_world_is_a_clear_error(tmp_path, micro_world):
+    cfg = dict(micro_world, results=str(tmp_path / "none"))
+    with pytest.raises(FileNotFoundError, match="build the world first"):
+        world_inputs(cfg, "dev")
+    with pytest.raises(ValueError, match="split"):
+        world_inputs(micro_world, "train")
+
+
+def test_task_vector_file_checks(tmp_path, micro_world):
+    p = Paths(micro_world["results"])
+    with pytest.raises(ValueError, match="selects no floating parameter"):
+        write_task_vector(p.seed_dir(), p.expert_dir("add"), tmp_path / "x.safetensors", ["nothing-matches"])
+    from safetensors.torch import save_file
+    import torch
+
+    save_file({"a": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))
+    with pytest.raises(ValueError, match="not a selfdev task-vector file"):
+        TaskVectorSet([tmp_path / "foreign.safetensors"])

@@ -1,0 +1,52 @@
+# Merging programs checked in the sandbox and scored on the world's dev split.
+
+
+rule check_algorithm:
+    input:
+        program=algorithm_file,
+    output:
+        verdict=PATHS.verdict("{algo}"),
+    params:
+        config=config,
+    log:
+        PATHS.log("check_{algo}.log"),
+    benchmark:
+        PATHS.benchmark("check_{algo}.tsv")
+    script:
+        "../scripts/check_algorithm.py"
+
+
+rule score_algorithm:
+    input:
+        unpack(lambda wc: world_files()),
+        program=algorithm_file,
+        verdict=PATHS.verdict("{algo}"),
+        rows=PATHS.data("dev"),
+        prompt=config["eval"]["prompt"],
+    output:
+        score=PATHS.score("{algo}"),
+    params:
+        config=config,
+        split="dev",
+    threads: config["threads"]
+    log:
+        PATHS.log("score_{algo}.log"),
+    benchmark:
+        PATHS.benchmark("score_{algo}.tsv")
+    script:
+        "../scripts/score_algorithm.py"
+
+
+rule algorithms_summary:
+    input:
+        scores=expand(PATHS.score("{algo}"), algo=sorted(ALGORITHMS)),
+        world_report=PATHS.world_report("json"),
+    output:
+        md=PATHS.algorithms_summary("md"),
+        json=PATHS.algorithms_summary("json"),
+    log:
+        PATHS.log("algorithms_summary.log"),
+    benchmark:
+        PATHS.benchmark("algorithms_summary.tsv")
+    script:
+        "../scripts/algorithms_summary.py"

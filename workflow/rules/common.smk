@@ -1,0 +1,43 @@
+# Shared names and input functions. Paths come from selfdev.paths so the CLI reads the same files.
+from pathlib import Path
+
+from selfdev.algorithms import reference_paths
+from selfdev.config import expert_names
+from selfdev.paths import Paths
+
+PATHS = Paths(config["results"])
+
+
+def repo_relative(path):
+    """A path as given if it exists from the working directory, else relative to the repository
+    (so `snakemake -d elsewhere` still finds the shipped prompt files)."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return path
+    return os.path.join(workflow.basedir, path)
+
+
+config["eval"]["prompt"] = repo_relative(config["eval"]["prompt"])
+EXPERTS = expert_names(config)
+# Programs scored directly: the config's `algorithms` files, or the shipped reference set.
+ALGORITHMS = (
+    {Path(a).stem: a for a in config["algorithms"]}
+    if config["algorithms"]
+    else {k: str(v) for k, v in reference_paths().items()}
+)
+
+
+wildcard_constraints:
+    expert="|".join(EXPERTS),
+    algo="|".join(ALGORITHMS) or "NONE",
+
+
+def algorithm_file(wildcards):
+    return ALGORITHMS[wildcards.algo]
+
+
+def world_files():
+    """What scoring needs from the world: M0, every task vector, the split files."""
+    return {
+        "seed": PATHS.seed_model(),
+        "task_vectors": [PATHS.task_vector(e) for e in EXPERTS],
+    }

@@ -1,0 +1,6 @@
+from selfdev.report import write_algorithms_summary
+from selfdev.smk import logged
+
+with logged(snakemake.log[0]):
+    write_algorithms_summary(snakemake.input.scores, snakemake.input.world_report,
+                             snakemake.output.json, snakemake.output.md)
