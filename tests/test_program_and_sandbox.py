@@ -51,7 +51,7 @@ HOSTILE = {
     "memory": "import torch\ndef merge(t):\n    x = torch.ones(10**10)\n    return t[0]\n",
     "exception": "def merge(t):\n    return t[0] / undefined_name\n",
     "import": "def merge(t):\n    os = __import__('os')\n    return t[0]\n",
-    "too_large": "def merge(t):\n    return t[0] * 1e6\n",
+    "magnitude": "def merge(t):\n    return t[0] * 1e6\n",
 }
 
 
@@ -102,4 +102,4 @@ def test_inputs_are_copies_in_place_mutation_does_not_leak():
 def test_exit_midway_is_a_crash():
     src = "import torch\ndef merge(t):\n    raise SystemExit(0)\n"
     verdict = check_program(src, LIMITS)
-    assert verdict.category == "exception" and "SystemExit" in verdict.reason
+    assert verdict.category == "crash" and "SystemExit" in verdict.reason

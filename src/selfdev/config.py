@@ -91,6 +91,7 @@ def sandbox_limits(config: dict, phase: str = "probe"):
         wall_s=float(sb["probe_wall_s" if phase == "probe" else "merge_wall_s"]),
         cpu_s=int(sb["cpu_s"]),
         memory_mb=int(sb["memory_mb"]),
+        file_mb=int(sb["file_mb"]),
         max_norm_ratio=float(sb["max_norm_ratio"]),
         allowed_imports=tuple(sb["allowed_imports"]),
     )

@@ -26,6 +26,7 @@ class Verdict:
     seconds: float
     code_hash: str | None = None
     info: dict = field(default_factory=dict)
+    isolation: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,21 +73,23 @@ def check_program(source: str, limits: SandboxLimits) -> Verdict:
         shapes[f"{base_key}-perturb{k}"] = shape
     outcome = run_jobs(source, jobs, shapes, limits)
     if not outcome.ok:
-        return Verdict(False, outcome.category, outcome.reason, time.monotonic() - t0, report.code_hash)
+        return Verdict(False, outcome.category, outcome.reason, time.monotonic() - t0, report.code_hash,
+                       isolation=outcome.isolation)
     res = outcome.results
     for key, n, shape, seed in _cases():
         out = res[key]
         if not torch.isfinite(out).all():
             return Verdict(False, "non_finite", f"non-finite values on {n} inputs of shape {list(shape)}",
-                           time.monotonic() - t0, report.code_hash)
+                           time.monotonic() - t0, report.code_hash, isolation=outcome.isolation)
         if not torch.equal(out, res[key + "-again"]):
             return Verdict(False, "nondeterministic", f"two calls on the same {n} inputs of shape {list(shape)} differ",
-                           time.monotonic() - t0, report.code_hash)
+                           time.monotonic() - t0, report.code_hash, isolation=outcome.isolation)
         inputs = probe_inputs(n, shape, seed)
         ceiling = limits.max_norm_ratio * max(float(t.norm()) for t in inputs)
         if float(out.float().norm()) > ceiling:
-            return Verdict(False, "too_large", f"result norm {float(out.norm()):.3g} exceeds {limits.max_norm_ratio:g}x "
-                           f"the largest input's on shape {list(shape)}", time.monotonic() - t0, report.code_hash)
+            return Verdict(False, "magnitude", f"result norm {float(out.norm()):.3g} exceeds {limits.max_norm_ratio:g}x "
+                           f"the largest input's on shape {list(shape)}", time.monotonic() - t0, report.code_hash,
+                           isolation=outcome.isolation)
     ignored = [k for k in range(3) if torch.equal(res[f"{base_key}-perturb{k}"], res[base_key])]
     info = {"ignored_inputs": ignored, "constant_output": len(ignored) == 3}
-    return Verdict(True, "ok", "", time.monotonic() - t0, report.code_hash, info)
+    return Verdict(True, "ok", "", time.monotonic() - t0, report.code_hash, info, outcome.isolation)

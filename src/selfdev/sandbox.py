@@ -1,32 +1,37 @@
-"""The process boundary every candidate program runs behind.
+"""The one sandbox every candidate program runs in: the probe check and the real merge alike.
 
 A candidate runs in a child forked from the (torch-loaded, so start-up is cheap) parent, in its
-own process group, with CPU-time and address-space limits and a wall-clock deadline after which
-the whole group is killed. The child gets copies of its inputs and sends each result back over a
-pipe as a small JSON header plus raw bytes, never pickle, so the parent never deserialises code
-from the candidate. Shape, dtype, finiteness and magnitude are checked in the parent.
+own process group and a fresh empty temporary directory, confined by `isolation.confine`
+(seccomp, network namespace, resource limits, audit hook, scrubbed environment). A wall-clock
+deadline kills the whole group. The child gets copies of its inputs and sends each result back
+over a pipe as a small JSON header plus raw bytes, never pickle, so the parent never deserialises
+anything executable. Dtype, shape, size, finiteness and magnitude are checked in the parent;
+scores are computed only by the parent.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import resource
 import select
+import shutil
 import signal
 import struct
 import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 from .program import DEFAULT_ALLOWED_IMPORTS, CandidateRejected, load_merge
 
 # Verdict categories; "ok" is the only executable one.
 CATEGORIES = (
-    "ok", "syntax", "import", "no_merge", "exception", "timeout", "memory", "crash", "wrong_type",
-    "wrong_shape", "wrong_dtype", "non_finite", "too_large", "nondeterministic", "protocol",
+    "ok", "syntax", "import", "no_merge", "forbidden", "exception", "recursion", "timeout", "memory", "file_size",
+    "crash",
+    "wrong_type", "wrong_shape", "wrong_dtype", "non_finite", "magnitude", "output_too_large", "nondeterministic",
+    "protocol",
 )
 
 _FLOAT_DTYPES = {"float16", "bfloat16", "float32", "float64"}
@@ -40,6 +45,7 @@ class SandboxLimits:
     wall_s: float = 20.0
     cpu_s: int = 20
     memory_mb: int = 4096
+    file_mb: int = 16
     max_norm_ratio: float = 100.0
     allowed_imports: tuple[str, ...] = DEFAULT_ALLOWED_IMPORTS
 
@@ -53,6 +59,7 @@ class RunOutcome:
     reason: str
     seconds: float
     results: dict[str, object] = field(default_factory=dict)
+    isolation: dict = field(default_factory=dict)
 
 
 # A job is a key plus a thunk producing the input tensors. Thunks run in the child, so inputs
@@ -69,39 +76,36 @@ def _send(fd: int, header: dict, payload: bytes = b"") -> None:
         view = view[n:]
 
 
-def _address_space_now() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _apply_limits(limits: SandboxLimits) -> None:
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 1))
-    # The forked child already maps what the parent mapped (torch, model weights): allow that
-    # much plus the budget, so the budget is what the candidate itself may allocate.
-    budget = _address_space_now() + limits.memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (budget, budget))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 def _classify_exception(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, MemoryError) or "can't allocate memory" in text or "not enough memory" in text:
         return "memory"
+    if isinstance(exc, RecursionError):
+        return "recursion"
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return "file_size"
+    if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+        return "crash"
     if isinstance(exc, ImportError):
         return "import"
+    if isinstance(exc, PermissionError) or "can't start new thread" in text:
+        return "forbidden"  # refused by the audit hook or seccomp, and caught by the program
     return "exception"
 
 
-def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits) -> None:
+def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits, workdir: str) -> None:
     import torch
 
+    from .isolation import confine
+
     torch.set_num_threads(1)
-    workdir = tempfile.mkdtemp(prefix="selfdev-cand-")
-    os.chdir(workdir)
-    _apply_limits(limits)
+
+    def violation(reason: str) -> None:
+        _send(wfd, {"status": "error", "category": "forbidden", "reason": reason[:300]})
+        os._exit(3)
+
+    facts = confine(workdir, limits, (wfd,), violation)
+    _send(wfd, {"status": "isolation", "facts": facts})
     try:
         merge = load_merge(source, limits.allowed_imports)
     except CandidateRejected as exc:
@@ -111,7 +115,7 @@ def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits) ->
         inputs = [t.clone() for t in thunk()]
         try:
             out = merge(inputs)
-        except BaseException as exc:  # noqa: BLE001 - untrusted code
+        except BaseException as exc:  # noqa: BLE001 - untrusted code may raise anything, SystemExit too
             frame = traceback.extract_tb(exc.__traceback__)[-1:]
             where = f" (line {frame[0].lineno})" if frame and frame[0].filename == "<candidate>" else ""
             _send(wfd, {"status": "error", "category": _classify_exception(exc),
@@ -121,7 +125,7 @@ def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits) ->
             _send(wfd, {"status": "error", "category": "wrong_type",
                         "reason": f"merge returned {type(out).__name__}, expected torch.Tensor", "key": key})
             return
-        out = out.detach().to("cpu").contiguous()
+        out = torch.Tensor.contiguous(torch.Tensor.detach(out))  # unbound: immune to a patched subclass
         payload = out.reshape(-1).view(torch.uint8).numpy().tobytes() if out.numel() else b""
         _send(wfd, {"status": "result", "key": key, "shape": list(out.shape),
                     "dtype": str(out.dtype).removeprefix("torch.")}, payload)
@@ -167,9 +171,9 @@ class _Reader:
 
 
 def _kill_group(pid: int) -> None:
-    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+    for kill in (os.killpg, os.kill):
         try:
-            target()
+            kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 
@@ -194,6 +198,13 @@ def _decode(header: dict, payload: bytes, expected_shape: tuple[int, ...]):
     return torch.frombuffer(bytearray(payload), dtype=dtype).reshape(shape)
 
 
+def _nbytes(shape: tuple[int, ...]) -> int:
+    n = 8  # float64 is the widest dtype accepted
+    for s in shape:
+        n *= s
+    return n
+
+
 def run_jobs(
     source: str,
     jobs: Sequence[Job],
@@ -206,12 +217,11 @@ def run_jobs(
     Each result is decoded and type/shape-checked here in the parent, then passed to `accept`
     (which may raise CandidateRejected for value checks) or kept in `results` when no `accept`.
     """
-    import torch
-
     t0 = time.monotonic()
+    workdir = tempfile.mkdtemp(prefix="selfdev-cand-")
     rfd, wfd = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child
+    if pid == 0:  # child: never returns
         code = 0
         try:
             os.setpgid(0, 0)
@@ -219,7 +229,8 @@ def run_jobs(
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
-            _child(source, jobs, wfd, limits)
+            os.close(devnull)
+            _child(source, jobs, wfd, limits, workdir)
         except BaseException:  # noqa: BLE001
             code = 1
         finally:
@@ -230,6 +241,7 @@ def run_jobs(
         pass  # the child already did it, or already exited
     os.close(wfd)
     results: dict[str, object] = {}
+    isolation: dict = {}
     reader = _Reader(rfd, t0 + limits.wall_s)
     largest = max((_nbytes(s) for s in expected_shapes.values()), default=0)
     category, reason = "ok", ""
@@ -243,14 +255,17 @@ def run_jobs(
             status = header.get("status")
             if status == "done":
                 break
+            if status == "isolation" and not isolation:
+                isolation = header.get("facts") if isinstance(header.get("facts"), dict) else {}
+                continue
             if status == "error":
                 category = str(header.get("category", "exception"))
                 category = category if category in CATEGORIES else "exception"
                 reason = str(header.get("reason", ""))[:500]
                 break
             key = header.get("key")
-            if status != "result" or key not in expected_shapes or key in results:
-                category, reason = "protocol", f"unexpected message for {key!r}"
+            if status != "result" or not isinstance(key, str) or key not in expected_shapes or key in results:
+                category, reason = "protocol", f"unexpected message for {str(key)[:40]!r}"
                 break
             value = _decode(header, payload, expected_shapes[key])
             if accept is not None:
@@ -263,15 +278,16 @@ def run_jobs(
     except TimeoutError:
         category, reason = "timeout", f"no result within the {limits.wall_s:g} s wall-clock limit"
     except OverflowError as exc:
-        category, reason = "too_large", str(exc)
+        category, reason = "output_too_large", str(exc)
     except CandidateRejected as exc:
         category, reason = exc.category, exc.reason
-    except (ValueError, json.JSONDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         category, reason = "protocol", f"malformed message: {exc}"
     finally:
         _kill_group(pid)
         os.close(rfd)
         _, status = os.waitpid(pid, 0)
+        shutil.rmtree(workdir, ignore_errors=True)
     if category == "crash":
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
@@ -281,17 +297,5 @@ def run_jobs(
                 reason = f"killed by signal {signal.Signals(sig).name}"
         else:
             reason = f"exited with status {os.WEXITSTATUS(status)} before finishing"
-    del torch
-    return RunOutcome(category == "ok", category, reason, time.monotonic() - t0, results if category == "ok" else {})
-
-
-def _nbytes(shape: tuple[int, ...]) -> int:
-    n = 8  # float64 is the widest dtype accepted
-    for s in shape:
-        n *= s
-    return n
-
-
-def iter_chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
-    for i in range(0, len(seq), size):
-        yield seq[i : i + size]
+    return RunOutcome(category == "ok", category, reason, time.monotonic() - t0,
+                      results if category == "ok" else {}, isolation)

@@ -7,7 +7,7 @@ keeps MLP weights alone (the paper's choice) and the toy world keeps what merges
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -92,6 +92,7 @@ class MergeOutcome:
     reason: str
     seconds: float
     merged: dict
+    isolation: dict = field(default_factory=dict)
 
 
 def merge_in_sandbox(source: str, tvs: TaskVectorSet, limits: SandboxLimits) -> MergeOutcome:
@@ -108,11 +109,11 @@ def merge_in_sandbox(source: str, tvs: TaskVectorSet, limits: SandboxLimits) -> 
         ceiling = limits.max_norm_ratio * max(float(t.norm()) for t in inputs)
         norm = float(value.float().norm())
         if norm > ceiling:
-            raise CandidateRejected("too_large", f"merge of {name} has norm {norm:.3g}, over {limits.max_norm_ratio:g}x "
+            raise CandidateRejected("magnitude", f"merge of {name} has norm {norm:.3g}, over {limits.max_norm_ratio:g}x "
                                                  "the largest task vector's")
         merged[name] = value
         norms[name] = norm
 
     jobs = [(name, lambda name=name: tvs.get(name)) for name in tvs.names]
     out: RunOutcome = run_jobs(source, jobs, {n: tvs.shape(n) for n in tvs.names}, limits, accept=accept)
-    return MergeOutcome(out.ok, out.category, out.reason, out.seconds, merged if out.ok else {})
+    return MergeOutcome(out.ok, out.category, out.reason, out.seconds, merged if out.ok else {}, out.isolation)

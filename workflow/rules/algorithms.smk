@@ -12,6 +12,8 @@ rule check_algorithm:
         PATHS.log("check_{algo}.log"),
     benchmark:
         PATHS.benchmark("check_{algo}.tsv")
+    conda:
+        "../envs/selfdev.yaml"
     script:
         "../scripts/check_algorithm.py"
 
@@ -33,6 +35,8 @@ rule score_algorithm:
         PATHS.log("score_{algo}.log"),
     benchmark:
         PATHS.benchmark("score_{algo}.tsv")
+    conda:
+        "../envs/selfdev.yaml"
     script:
         "../scripts/score_algorithm.py"
 
@@ -48,5 +52,7 @@ rule algorithms_summary:
         PATHS.log("algorithms_summary.log"),
     benchmark:
         PATHS.benchmark("algorithms_summary.tsv")
+    conda:
+        "../envs/selfdev.yaml"
     script:
         "../scripts/algorithms_summary.py"

@@ -14,6 +14,8 @@ rule world_data:
         PATHS.log("world_data.log"),
     benchmark:
         PATHS.benchmark("world_data.tsv")
+    conda:
+        "../envs/selfdev.yaml"
     script:
         "../scripts/world_data.py"
 
@@ -27,11 +29,13 @@ rule world_seed:
     params:
         world=config["world"],
         seed=config["seed"],
-    threads: config["threads"]
+    threads: config["world"]["seed_training"]["threads"]
     log:
         PATHS.log("world_seed.log"),
     benchmark:
         PATHS.benchmark("world_seed.tsv")
+    conda:
+        "../envs/selfdev.yaml"
     script:
         "../scripts/world_seed.py"
 
@@ -51,6 +55,8 @@ rule world_expert:
         PATHS.log("world_expert_{expert}.log"),
     benchmark:
         PATHS.benchmark("world_expert_{expert}.tsv")
+    conda:
+        "../envs/selfdev.yaml"
     script:
         "../scripts/world_expert.py"
 
@@ -67,6 +73,8 @@ rule task_vector:
         PATHS.log("task_vector_{expert}.log"),
     benchmark:
         PATHS.benchmark("task_vector_{expert}.tsv")
+    conda:
+        "../envs/selfdev.yaml"
     script:
         "../scripts/task_vector.py"
 
@@ -88,5 +96,7 @@ rule world_report:
         PATHS.log("world_report.log"),
     benchmark:
         PATHS.benchmark("world_report.tsv")
+    conda:
+        "../envs/selfdev.yaml"
     script:
         "../scripts/world_report.py"
