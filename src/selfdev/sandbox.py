@@ -244,12 +244,12 @@ def run_jobs(
     isolation: dict = {}
     reader = _Reader(rfd, t0 + limits.wall_s)
     largest = max((_nbytes(s) for s in expected_shapes.values()), default=0)
-    category, reason = "ok", ""
+    category, reason, ended_early = "ok", "", False
     try:
         while True:
             msg = reader.message(max_payload=largest)
             if msg is None:
-                category, reason = "crash", "the program's process ended before finishing"
+                category, reason, ended_early = "crash", "the program's process ended before finishing", True
                 break
             header, payload = msg
             status = header.get("status")
@@ -288,7 +288,7 @@ def run_jobs(
         os.close(rfd)
         _, status = os.waitpid(pid, 0)
         shutil.rmtree(workdir, ignore_errors=True)
-    if category == "crash":
+    if ended_early:
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
             if sig == signal.SIGXCPU or (sig == signal.SIGKILL and time.monotonic() - t0 >= limits.cpu_s):
