@@ -227,7 +227,7 @@ def write_world_report(config: dict, seed_dir, expert_dirs: Sequence, tv_paths: 
 
     experts = {Path(p).name: p for p in expert_dirs}
     report = world_report(config, seed_dir, experts, tv_paths, data_dir)
-    times = build_seconds(benchmark_dir)
+    times = {k: v for k, v in build_seconds(benchmark_dir).items() if k.startswith(("world_", "task_vector_"))}
     report["build_seconds"] = times
     write_json(report, out_json)
     Path(out_md).write_text(report_markdown(report, times))
