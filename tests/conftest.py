@@ -55,3 +55,11 @@ def micro_world(tmp_path_factory):
         Path(p.task_vector(e)).parent.mkdir(parents=True, exist_ok=True)
         write_task_vector(p.seed_dir(), p.expert_dir(e), p.task_vector(e), cfg["merge"]["include"])
     return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_factory(tmp_path_factory):
+    """A real (tiny, character-level) factory checkpoint that writes library-like bodies."""
+    from factory_fixture import build_tiny_factory
+
+    return build_tiny_factory(tmp_path_factory.mktemp("factory") / "tiny")

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import json
+import signal
+import time
 
 import yaml
 
@@ -29,7 +31,17 @@ HOSTILE = {
 }
 
 
-def test_workflow_micro_run_then_nothing_to_do(tmp_path):
+def _loop_config(tiny_factory) -> dict:
+    return {
+        "factory": {"model": str(tiny_factory), "prompt": str(tiny_factory / "prompt.txt"),
+                    "warmup": {"enabled": True, "epochs": 1, "lr": 0.001, "batch_size": 8, "lora_r": 4, "lora_alpha": 8}},
+        "loop": {"iterations": 2, "n_samples": 8, "t1": 0.6, "beta": 0.2, "max_new_tokens": 120, "batch_size": 8,
+                 "min_chosen": 1, "min_rejected": 1, "max_pairs": 4},
+        "dpo": {"lr": 0.001, "epochs": 1, "batch_size": 2, "lora_r": 4, "lora_alpha": 8},
+    }
+
+
+def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
     canary = tmp_path / "canary.txt"
     canary.write_text("canary")
     programs = [str(p) for p in sorted(reference_paths().values())]
@@ -38,12 +50,48 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path):
         path.parent.mkdir(exist_ok=True)
         path.write_text(src.replace("{canary!r}", repr(str(canary))))
         programs.append(str(path))
-    cfg = {"world": MICRO_WORLD, "eval": {"max_new_tokens": 12, "batch_size": 32}, "algorithms": programs,
-           "sandbox": {"probe_wall_s": 3, "merge_wall_s": 10, "cpu_s": 10, "memory_mb": 1024}}
+    # A slightly stronger micro world than the unit tests' one, so that programs score differently
+    # and the loop forms real preference pairs.
+    world = {**MICRO_WORLD,
+             "model": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2},
+             "data": {**MICRO_WORLD["data"], "dev_per_skill": 25},
+             "seed_training": {"steps": 500, "lr": 0.01, "batch_size": 32},
+             # Large expert updates: scaled sums break the model, averages do not, so scores differ.
+             "expert_training": {"steps": 40, "lr": 0.02, "batch_size": 16}}
+    cfg = {"world": world, "eval": {"max_new_tokens": 12, "batch_size": 50}, "algorithms": programs,
+           "sandbox": {"probe_wall_s": 3, "merge_wall_s": 10, "cpu_s": 10, "memory_mb": 1024},
+           **_loop_config(tiny_factory)}
     (tmp_path / "micro.yaml").write_text(yaml.safe_dump(cfg))
+    res = tmp_path / "results"
+    # Interrupt the run once iteration 1 has sampled (its filter has started); the rerun must
+    # finish without sampling again.
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                             "--configfile", str(tmp_path / "micro.yaml"), "--cores", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    candidates = res / "loop" / "iter1" / "candidates.parquet"
+    filter_started = res / "logs" / "filter_it1.log"
+    deadline = time.monotonic() + 600
+    while not filter_started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    assert candidates.exists()
+    sampled_at = candidates.stat().st_mtime_ns
     run = _snakemake(tmp_path, "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]
-    res = tmp_path / "results"
+    assert candidates.stat().st_mtime_ns == sampled_at
+    for it in (1, 2):
+        for f in ("candidates.parquet", "executable.parquet", "scores.parquet", "pairs.jsonl",
+                  "factory/model.safetensors", "factory/train_log.json"):
+            assert (res / "loop" / f"iter{it}" / f).is_file(), (it, f)
+    summary = json.loads((res / "summary.json").read_text())
+    assert [it["iteration"] for it in summary["iterations"]] == [1, 2]
+    assert summary["iterations"][0]["stats"]["candidates"] == 8
+    assert "Best algorithm so far" in (res / "summary.md").read_text()
+    pairs = [json.loads(l) for l in (res / "loop" / "iter1" / "pairs.jsonl").read_text().splitlines()]
+    dpo_log = json.loads((res / "loop" / "iter1" / "factory" / "train_log.json").read_text())
+    assert dpo_log["pairs"] == len(pairs) and dpo_log["parent"].endswith("factory/warmup")
+    assert all(p["chosen_score"] > p["rejected_score"] for p in pairs)
     assert canary.read_text() == "canary"
     for name, (category, _) in HOSTILE.items():
         rec = json.loads((res / "algorithms" / name / "score.json").read_text())
@@ -69,7 +117,20 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path):
     dry = _snakemake(tmp_path, "-n", "--cores", "1", "--quiet", "rules")
     text = dry.stdout + dry.stderr
     assert "score_algorithm" in text and "algorithms_summary" in text
-    assert "world_seed" not in text and "world_expert" not in text
+    assert "world_seed" not in text and "world_expert" not in text and "sample" not in text
+
+    # Deleting iteration 1's scores recomputes that iteration from scoring on, and what depends on it.
+    (res / "loop" / "iter1" / "scores.parquet").unlink()
+    dry = _snakemake(tmp_path, "-n", "--cores", "1")
+    text = dry.stdout + dry.stderr
+    for job in ("score", "pairs", "dpo", "summary"):
+        assert f"rule {job}:" in text or f"localrule {job}:" in text, job
+    assert "wildcards: it=1" in text
+    # Iteration 2 depends on iteration 1's factory, so it reruns; iteration 1 is not sampled again.
+    assert "output: results/loop/iter1/candidates.parquet" not in text
+    assert "output: results/loop/iter2/candidates.parquet" in text
+    for job in ("world_seed", "world_expert", "factory_warmup", "factory_initial"):
+        assert f"rule {job}:" not in text, job
 
 
 def test_bad_config_fails_before_running(tmp_path):

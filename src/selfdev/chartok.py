@@ -9,11 +9,11 @@ SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 ALPHABET = string.ascii_letters + string.digits + " .,?!:;'\"+-*/=#$%()<>\n"
 
 
-def build_char_tokenizer():
+def build_char_tokenizer(alphabet: str = ALPHABET):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + list(dict.fromkeys(ALPHABET)))}
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + list(dict.fromkeys(alphabet)))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     # Every character is its own token; Fuse joins them back without the spaces WordLevel would add.
     core.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")

@@ -48,6 +48,34 @@ class Paths:
     def algorithms_summary(self, ext: str) -> str:
         return self._p("algorithms", f"summary.{ext}")
 
+    # Factory and loop
+    def factory_initial(self) -> str:
+        return self._p("factory", "initial", "model.safetensors")
+
+    def factory_warmup(self) -> str:
+        return self._p("factory", "warmup", "model.safetensors")
+
+    def iteration(self, it, name: str) -> str:
+        return self._p("loop", f"iter{it}", name)
+
+    def candidates(self, it) -> str:
+        return self.iteration(it, "candidates.parquet")
+
+    def executable(self, it) -> str:
+        return self.iteration(it, "executable.parquet")
+
+    def scores(self, it) -> str:
+        return self.iteration(it, "scores.parquet")
+
+    def pairs(self, it) -> str:
+        return self.iteration(it, "pairs.jsonl")
+
+    def factory(self, it) -> str:
+        return self.iteration(it, "factory/model.safetensors")
+
+    def summary(self, ext: str) -> str:
+        return self._p(f"summary.{ext}")
+
     def log(self, *parts: str) -> str:
         return self._p("logs", *parts)
 

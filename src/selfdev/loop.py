@@ -1,0 +1,303 @@
+"""The Self-Developing loop's data steps: candidates -> executable -> scores -> pairs -> summary.
+
+Every artifact is a parquet or jsonl file with a `schema_version` column/field (see README,
+"Loop artifacts"). Functions here are pure over tables (lists of dicts) plus thin I/O helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .factory import extract_body, program_from
+from .program import CandidateRejected, static_check
+
+CANDIDATES_V = "selfdev.candidates.v1"
+EXECUTABLE_V = "selfdev.executable.v1"
+SCORES_V = "selfdev.scores.v1"
+PAIRS_V = "selfdev.pairs.v1"
+SUMMARY_V = "selfdev.summary.v1"
+
+
+# --- parquet I/O --------------------------------------------------------------------------------
+def write_table(rows: Sequence[dict], path: str | Path, version: str, columns: Sequence[str]) -> None:
+    """Write rows as parquet atomically; every row gets `schema_version`; an empty table keeps its columns."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = ["schema_version", *columns]
+    data = {c: [version if c == "schema_version" else r.get(c) for r in rows] for c in cols}
+    table = pa.table(data) if rows else pa.table({c: pa.array([], pa.string()) for c in cols})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.parquet")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+
+
+def read_table(path: str | Path, version: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"expected table not found: {path}")
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise ValueError(f"{path}: not a readable parquet file ({exc})") from None
+    bad = {r.get("schema_version") for r in rows} - {version}
+    if bad:
+        raise ValueError(f"{path}: schema_version {sorted(map(str, bad))}, expected {version!r}")
+    return rows
+
+
+# --- step 1: candidates ---------------------------------------------------------------------------
+CANDIDATE_COLUMNS = ("candidate_id", "iteration", "temperature", "top_p", "prompt_id", "factory", "completion",
+                     "body", "code", "gen_seconds")
+
+
+def candidate_rows(completions: Sequence[tuple[str, float]], prompt: str, prompt_id: str, iteration: int,
+                   temperature: float, top_p: float, factory: str) -> list[dict]:
+    rows = []
+    for i, (completion, secs) in enumerate(completions):
+        body = extract_body(completion)
+        rows.append({"candidate_id": f"it{iteration}-{i:05d}", "iteration": iteration, "temperature": temperature,
+                     "top_p": top_p, "prompt_id": prompt_id, "factory": factory, "completion": completion,
+                     "body": body, "code": program_from(prompt, body) if body.strip() else "",
+                     "gen_seconds": secs})
+    return rows
+
+
+# --- step 2: executable ---------------------------------------------------------------------------
+EXECUTABLE_COLUMNS = ("candidate_id", "iteration", "code_hash", "status", "executable", "category", "reason",
+                      "probe_seconds", "first_candidate_id", "isolation")
+
+
+def filter_candidates(candidates: Sequence[dict], seen_hashes: dict[str, str], check, allowed_imports) -> list[dict]:
+    """Parse, normalise, deduplicate (within the iteration and against `seen_hashes` of earlier
+    iterations: hash -> candidate id), then probe each new program with `check(code) -> Verdict`.
+
+    status: `empty` (no body), `new` (probed now), `duplicate` (same code earlier in this
+    iteration), `seen_before` (scored in an earlier iteration; its score is reused)."""
+    out, first_here = [], {}
+    for c in candidates:
+        row = {"candidate_id": c["candidate_id"], "iteration": c["iteration"], "code_hash": None,
+               "first_candidate_id": None, "probe_seconds": 0.0, "isolation": None}
+        if not c["body"].strip():
+            out.append({**row, "status": "empty", "executable": False, "category": "syntax",
+                        "reason": "the factory wrote no function body"})
+            continue
+        try:
+            report = static_check(c["code"], allowed_imports)
+        except CandidateRejected as exc:
+            out.append({**row, "status": "new", "executable": False, "category": exc.category, "reason": exc.reason})
+            continue
+        h = report.code_hash
+        row["code_hash"] = h
+        if h in first_here:
+            prior = first_here[h]
+            out.append({**row, "status": "duplicate", "executable": prior["executable"], "category": prior["category"],
+                        "reason": prior["reason"], "first_candidate_id": prior["candidate_id"]})
+            continue
+        if h in seen_hashes:
+            row.update(status="seen_before", executable=True, category="ok", reason="",
+                       first_candidate_id=seen_hashes[h])
+        else:
+            verdict = check(c["code"])
+            row.update(status="new", executable=verdict.executable, category=verdict.category, reason=verdict.reason,
+                       probe_seconds=verdict.seconds, isolation=json.dumps(verdict.isolation))
+        first_here[h] = row
+        out.append(row)
+    return out
+
+
+# --- step 3: scores -------------------------------------------------------------------------------
+SCORE_COLUMNS = ("candidate_id", "iteration", "code_hash", "status", "executable", "category", "reason",
+                 "dev_accuracy", "per_skill", "score_seconds", "body", "code", "factory", "scored_in_iteration")
+
+
+def programs_to_score(candidates: Sequence[dict], executable: Sequence[dict]) -> list[dict]:
+    """The new executable programs of an iteration (one per code hash)."""
+    by_id = {c["candidate_id"]: c for c in candidates}
+    return [{**by_id[e["candidate_id"]], **e} for e in executable if e["status"] == "new" and e["executable"]]
+
+
+def reused_scores(executable: Sequence[dict], candidates: Sequence[dict], earlier: dict[str, dict]) -> list[dict]:
+    """Rows for programs scored in an earlier iteration: their earlier score, marked with that iteration."""
+    by_id = {c["candidate_id"]: c for c in candidates}
+    rows = []
+    for e in executable:
+        if e["status"] == "seen_before" and e["code_hash"] in earlier:
+            prior = earlier[e["code_hash"]]
+            c = by_id[e["candidate_id"]]
+            rows.append({**{k: prior.get(k) for k in SCORE_COLUMNS}, "candidate_id": e["candidate_id"],
+                         "iteration": e["iteration"], "status": "seen_before", "body": c["body"], "code": c["code"],
+                         "factory": c["factory"], "score_seconds": 0.0})
+    return rows
+
+
+def earliest_scores(tables: Iterable[Sequence[dict]]) -> dict[str, dict]:
+    """code hash -> the row where that program was first scored (executable rows only)."""
+    out: dict[str, dict] = {}
+    for rows in tables:
+        for r in rows:
+            if r["status"] == "new" and r["code_hash"] and r["code_hash"] not in out:
+                out[r["code_hash"]] = r
+    return out
+
+
+# --- step 4: preference pairs ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class PairSpec:
+    p_w: float = 0.03
+    p_l: float = 0.10
+    min_chosen: int = 3
+    min_rejected: int = 3
+    earlier_top: int = 3
+    max_pairs: int = 16
+    seed: int = 0
+
+
+def _ranked(rows: Sequence[dict]) -> list[dict]:
+    """Scored, executable rows, one per program, best first; ties broken by code hash (deterministic)."""
+    best: dict[str, dict] = {}
+    for r in rows:
+        if r.get("executable") and r.get("dev_accuracy") is not None and r.get("code_hash"):
+            if r["code_hash"] not in best:
+                best[r["code_hash"]] = r
+    return sorted(best.values(), key=lambda r: (-r["dev_accuracy"], r["code_hash"]))
+
+
+def select_pairs(current: Sequence[dict], earlier: Sequence[Sequence[dict]], spec: PairSpec, iteration: int,
+                 prompt: str) -> list[dict]:
+    """chosen = top p_w of this iteration (at least `min_chosen`) plus, from iteration 2, the top
+    `earlier_top` of every earlier iteration; rejected = bottom p_l (at least `min_rejected`).
+    Every (chosen, rejected) with a strictly higher chosen score is a pair; at most `max_pairs`,
+    drawn deterministically."""
+    ranked = _ranked(current)
+    n = len(ranked)
+    if n < 2:
+        return []
+    k_w = min(n - 1, max(spec.min_chosen, math.ceil(spec.p_w * n)))
+    k_l = min(n - k_w, max(spec.min_rejected, math.ceil(spec.p_l * n)))
+    chosen = ranked[:k_w]
+    rejected = ranked[n - k_l:]
+    if iteration >= 2:
+        hashes = {r["code_hash"] for r in chosen}
+        for rows in earlier:
+            for r in _ranked(rows)[: spec.earlier_top]:
+                if r["code_hash"] not in hashes:
+                    chosen.append(r)
+                    hashes.add(r["code_hash"])
+    pairs = []
+    for c in chosen:
+        for r in rejected:
+            if c["dev_accuracy"] > r["dev_accuracy"] and c["code_hash"] != r["code_hash"]:
+                pairs.append({"prompt": prompt, "chosen": "\n" + c["body"] + "\n", "rejected": "\n" + r["body"] + "\n",
+                              "chosen_id": c["candidate_id"], "rejected_id": r["candidate_id"],
+                              "chosen_hash": c["code_hash"], "rejected_hash": r["code_hash"],
+                              "chosen_score": c["dev_accuracy"], "rejected_score": r["dev_accuracy"],
+                              "iteration": iteration})
+    if len(pairs) > spec.max_pairs:
+        pairs = random.Random(spec.seed * 7919 + iteration).sample(pairs, spec.max_pairs)
+        pairs.sort(key=lambda p: (-p["chosen_score"], p["chosen_hash"], p["rejected_hash"]))
+    return pairs
+
+
+def write_pairs(pairs: Sequence[dict], path: str | Path) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as fh:
+        for p in pairs:
+            fh.write(json.dumps({"schema_version": PAIRS_V, **p}) + "\n")
+    tmp.replace(path)
+
+
+def read_pairs(path: str | Path) -> list[dict]:
+    rows = []
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if row.get("schema_version") != PAIRS_V or not all(k in row for k in ("prompt", "chosen", "rejected")):
+                raise ValueError(f"{path}:{lineno}: expected a {PAIRS_V} row with prompt/chosen/rejected")
+            rows.append(row)
+    return rows
+
+
+# --- summary --------------------------------------------------------------------------------------
+def iteration_stats(candidates: Sequence[dict], executable: Sequence[dict], scores: Sequence[dict],
+                    pairs: Sequence[dict], dpo_log: dict) -> dict:
+    accs = [r["dev_accuracy"] for r in scores if r.get("executable") and r.get("dev_accuracy") is not None]
+    unique = {e["code_hash"] for e in executable if e["code_hash"]}
+    n_exec = sum(1 for e in executable if e["executable"])
+    return {
+        "candidates": len(candidates),
+        "unique": len(unique),
+        "executable": n_exec,
+        "executable_rate": n_exec / len(candidates) if candidates else 0.0,
+        "new_executable": sum(1 for e in executable if e["executable"] and e["status"] == "new"),
+        "scored": len(accs),
+        "dev_mean": statistics.fmean(accs) if accs else None,
+        "dev_median": statistics.median(accs) if accs else None,
+        "dev_max": max(accs) if accs else None,
+        "pairs": len(pairs),
+        "dpo_loss_first": dpo_log.get("loss_first"),
+        "dpo_loss_last": dpo_log.get("loss_last"),
+        "dpo_skipped": dpo_log.get("skipped"),
+        "temperature": candidates[0]["temperature"] if candidates else None,
+        "gen_seconds": sum(c["gen_seconds"] for c in candidates),
+    }
+
+
+def best_program(score_tables: Sequence[Sequence[dict]]) -> dict | None:
+    ranked = _ranked([r for rows in score_tables for r in rows])
+    return ranked[0] if ranked else None
+
+
+def summary_markdown(summary: dict) -> str:
+    lines = ["# Self-Developing run summary", "",
+             f"M0 dev {_pct(summary['seed_dev'])}; best Task Arithmetic on dev {_pct(summary['ta_best_dev'])} "
+             f"(lambda {summary['ta_best_lambda']}); best single expert {_pct(summary['best_expert_dev'])}.", "",
+             "| iter | T | candidates | unique | executable % | scored | dev mean | median | max | pairs | DPO loss |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for it in summary["iterations"]:
+        s = it["stats"]
+        loss = "skipped" if s["dpo_skipped"] else (f"{s['dpo_loss_first']:.3f} → {s['dpo_loss_last']:.3f}"
+                                                   if s["dpo_loss_first"] is not None else "-")
+        lines.append(f"| {it['iteration']} | {s['temperature']:.3f} | {s['candidates']} | {s['unique']} | "
+                     f"{100 * s['executable_rate']:.1f} | {s['scored']} | {_pct(s['dev_mean'])} | "
+                     f"{_pct(s['dev_median'])} | {_pct(s['dev_max'])} | {s['pairs']} | {loss} |")
+    lines += ["", "## Seconds per stage", "", "| iter | " + " | ".join(summary["stages"]) + " |",
+              "|---|" + "---|" * len(summary["stages"])]
+    for it in summary["iterations"]:
+        lines.append(f"| {it['iteration']} | " + " | ".join(f"{it['seconds'].get(s, 0):.1f}" for s in summary["stages"])
+                     + " |")
+    best = summary.get("best")
+    lines += ["", "## Best algorithm so far", ""]
+    if best:
+        lines += [f"{best['candidate_id']} (iteration {best['iteration']}, hash {best['code_hash']}): dev "
+                  f"{_pct(best['dev_accuracy'])}, {100 * (best['dev_accuracy'] - summary['seed_dev']):+.1f} vs M0, "
+                  f"{100 * (best['dev_accuracy'] - summary['ta_best_dev']):+.1f} vs Task Arithmetic's best lambda.",
+                  "", "```python", best["body"], "```"]
+    else:
+        lines.append("No executable program was scored.")
+    return "\n".join(lines) + "\n"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def now() -> float:
+    return time.perf_counter()

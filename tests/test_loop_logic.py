@@ -1,0 +1,131 @@
+import json
+
+import pytest
+
+from selfdev import loop
+from selfdev.factory import extract_body, load_prompt, program_from, temperature_at
+from selfdev.library import EXAMPLE_BODIES
+from selfdev.probe import check_program
+from selfdev.sandbox import SandboxLimits
+from conftest import REPO
+
+PROMPT = load_prompt(REPO / "config" / "prompts" / "factory.txt")
+LIMITS = SandboxLimits(wall_s=5, cpu_s=5, memory_mb=1024)
+
+
+def test_temperature_schedule_matches_the_paper():
+    assert temperature_at(1, 1.2, 0.2) == pytest.approx(1.2)
+    assert temperature_at(2, 1.2, 0.2) == pytest.approx(1.0)
+    assert temperature_at(3, 1.2, 0.2) == pytest.approx(1.2 / 1.4)
+    with pytest.raises(ValueError):
+        temperature_at(0, 1.2, 0.2)
+
+
+def test_prompt_file_shape(tmp_path):
+    assert PROMPT.endswith('"""') and "def merge(" in PROMPT
+    bad = tmp_path / "p.txt"
+    bad.write_text('def merge(t):\n    """doc"""\n    return t[0]\n')
+    with pytest.raises(ValueError, match="closing"):
+        load_prompt(bad)
+
+
+@pytest.mark.parametrize("completion,body", [
+    ("\n    return t[0]\n\n\ndef other():\n    pass", "    return t[0]"),
+    ("\n    x = 1\n\n    return x * t[0]\n```\nmore", "    x = 1\n\n    return x * t[0]"),
+    ("\n    s = sum(t)\n# trailing comment\n", "    s = sum(t)"),
+    ("\nprint('no body')", ""),
+    ("", ""),
+])
+def test_extract_body(completion, body):
+    assert extract_body(completion) == body
+
+
+def test_library_bodies_are_executable_programs():
+    for body in EXAMPLE_BODIES:
+        verdict = check_program(program_from(PROMPT, body), LIMITS)
+        assert verdict.executable, (body, verdict)
+
+
+def _cand(i, body, it=1):
+    return {"candidate_id": f"it{it}-{i:05d}", "iteration": it, "body": body,
+            "code": program_from(PROMPT, body) if body.strip() else "", "factory": "f", "temperature": 1.0,
+            "gen_seconds": 0.1}
+
+
+def test_filter_dedupes_within_and_across_iterations():
+    same = "    return torch.stack(task_vectors).mean(dim=0)"
+    same_reformatted = "    return torch.stack(task_vectors).mean(dim = 0)  # mean"
+    cands = [_cand(0, same), _cand(1, same_reformatted), _cand(2, "    return 0.9 * sum(task_vectors)"),
+             _cand(3, "    return task_vectors[0][:1]"), _cand(4, ""), _cand(5, "    return (")]
+    calls = []
+
+    def check(code):
+        calls.append(code)
+        return check_program(code, LIMITS)
+
+    seen_hash = loop.filter_candidates([_cand(9, "    return 0.9 * sum(task_vectors)")], {}, check, ["torch", "math"])[0]["code_hash"]
+    calls.clear()
+    rows = loop.filter_candidates(cands, {seen_hash: "it0-00009"}, check, ["torch", "math"])
+    status = [r["status"] for r in rows]
+    assert status == ["new", "duplicate", "seen_before", "new", "empty", "new"]
+    assert rows[1]["first_candidate_id"] == "it1-00000" and rows[1]["executable"]
+    assert rows[2]["first_candidate_id"] == "it0-00009"
+    assert rows[3]["category"] == "wrong_shape" and rows[5]["category"] == "syntax"
+    assert len(calls) == 2  # only the new, parseable programs were probed
+
+
+def _scored(i, acc, it=1, body=None):
+    return {"candidate_id": f"it{it}-{i:05d}", "iteration": it, "code_hash": f"h{it}-{i}", "status": "new",
+            "executable": True, "dev_accuracy": acc, "body": body or f"    return {i} * task_vectors[0]"}
+
+
+def test_pairs_top_and_bottom_with_floors():
+    rows = [_scored(i, acc) for i, acc in enumerate([0.5, 0.9, 0.1, 0.7, 0.3, 0.2, 0.8, 0.6, 0.4, 0.0])]
+    rows.append({**_scored(99, None), "executable": False})
+    spec = loop.PairSpec(p_w=0.03, p_l=0.10, min_chosen=2, min_rejected=3, earlier_top=3, max_pairs=100, seed=0)
+    pairs = loop.select_pairs(rows, [], spec, 1, PROMPT)
+    chosen = {p["chosen_score"] for p in pairs}
+    rejected = {p["rejected_score"] for p in pairs}
+    assert chosen == {0.9, 0.8} and rejected == {0.2, 0.1, 0.0} and len(pairs) == 6
+    assert all(p["prompt"] == PROMPT and p["chosen"].startswith("\n    return") for p in pairs)
+    assert pairs == loop.select_pairs(list(reversed(rows)), [], spec, 1, PROMPT)
+
+
+def test_pairs_add_earlier_top_from_iteration_two_and_cap():
+    earlier = [[_scored(i, acc, it=1) for i, acc in enumerate([0.95, 0.2, 0.85, 0.1])]]
+    current = [_scored(i, acc, it=2) for i, acc in enumerate([0.5, 0.4, 0.3, 0.6])]
+    spec = loop.PairSpec(p_w=0.03, p_l=0.10, min_chosen=1, min_rejected=1, earlier_top=2, max_pairs=100, seed=0)
+    pairs = loop.select_pairs(current, earlier, spec, 2, PROMPT)
+    assert {p["chosen_score"] for p in pairs} == {0.6, 0.95, 0.85} and {p["rejected_score"] for p in pairs} == {0.3}
+    assert loop.select_pairs(current, earlier, spec, 1, PROMPT) and \
+        {p["chosen_score"] for p in loop.select_pairs(current, earlier, spec, 1, PROMPT)} == {0.6}
+    capped = loop.select_pairs(current, earlier, loop.PairSpec(1, 1, 4, 4, 2, 2, 0), 2, PROMPT)
+    assert len(capped) == 2 and capped == loop.select_pairs(current, earlier, loop.PairSpec(1, 1, 4, 4, 2, 2, 0), 2, PROMPT)
+
+
+def test_no_pairs_from_fewer_than_two_or_equal_scores():
+    spec = loop.PairSpec()
+    assert loop.select_pairs([_scored(0, 0.5)], [], spec, 1, PROMPT) == []
+    assert loop.select_pairs([_scored(0, 0.5), _scored(1, 0.5)], [], spec, 1, PROMPT) == []
+
+
+def test_tables_roundtrip_with_schema_version(tmp_path):
+    rows = [_scored(0, 0.5), _scored(1, 0.25)]
+    cols = ["candidate_id", "iteration", "code_hash", "status", "executable", "dev_accuracy", "body"]
+    loop.write_table(rows, tmp_path / "s.parquet", loop.SCORES_V, cols)
+    back = loop.read_table(tmp_path / "s.parquet", loop.SCORES_V)
+    assert [r["dev_accuracy"] for r in back] == [0.5, 0.25] and back[0]["schema_version"] == loop.SCORES_V
+    with pytest.raises(ValueError, match="schema_version"):
+        loop.read_table(tmp_path / "s.parquet", loop.PAIRS_V)
+    loop.write_table([], tmp_path / "e.parquet", loop.SCORES_V, cols)
+    assert loop.read_table(tmp_path / "e.parquet", loop.SCORES_V) == []
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(ValueError, match="bad.parquet"):
+        loop.read_table(tmp_path / "bad.parquet", loop.SCORES_V)
+    pairs = loop.select_pairs([_scored(i, a) for i, a in enumerate([0.9, 0.1, 0.5, 0.3])], [],
+                              loop.PairSpec(min_chosen=1, min_rejected=1), 1, PROMPT)
+    loop.write_pairs(pairs, tmp_path / "p.jsonl")
+    assert [p["chosen_id"] for p in loop.read_pairs(tmp_path / "p.jsonl")] == [p["chosen_id"] for p in pairs]
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "x"}) + "\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        loop.read_pairs(tmp_path / "bad.jsonl")
