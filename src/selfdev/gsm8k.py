@@ -70,7 +70,7 @@ def load_rows(source: str, split: str = "test", config: str = "main") -> list[di
     try:
         import datasets
     except ImportError:
-        raise ImportError(f"loading {source!r} from the Hugging Face hub needs `pip install selfdev[hub]`") from None
+        raise ImportError(f"loading {source!r} from the Hugging Face hub needs the `datasets` package") from None
     ds = datasets.load_dataset(source, config, split=split)
     return _validate([{"question": r["question"], "answer": r["answer"]} for r in ds], f"{source}[{config}/{split}]")
 
