@@ -127,5 +127,5 @@ def test_tables_roundtrip_with_schema_version(tmp_path):
     loop.write_pairs(pairs, tmp_path / "p.jsonl")
     assert [p["chosen_id"] for p in loop.read_pairs(tmp_path / "p.jsonl")] == [p["chosen_id"] for p in pairs]
     (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "x"}) + "\n")
-    with pytest.raises(ValueError, match="bad.jsonl:1"):
+    with pytest.raises(ValueError, match="bad.jsonl: row 1"):
         loop.read_pairs(tmp_path / "bad.jsonl")

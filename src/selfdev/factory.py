@@ -99,18 +99,9 @@ def convert_initial_factory(source: str, out_dir: str | Path) -> dict:
 
 
 def load_factory(path: str | Path, dtype: str = "float32"):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from .lm import load_causal_lm
 
-    if not Path(path).is_dir():
-        raise FileNotFoundError(f"factory checkpoint folder not found: {path}")
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
-    model.eval()
-    tok = AutoTokenizer.from_pretrained(str(path))
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    tok.padding_side = "left"
-    return model, tok
+    return load_causal_lm(path, dtype)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,24 @@ class TrainSpec:
     trainable: tuple[str, ...] = ()  # regexes of parameter names to train; empty = all
 
 
+def load_causal_lm(path, dtype: str = "float32"):
+    """A checkpoint folder as (model in eval mode, tokenizer padding on the left, with a pad token)."""
+    from pathlib import Path
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"model checkpoint folder not found: {path}")
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+    model.eval()
+    tok = AutoTokenizer.from_pretrained(str(path))
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
 def build_tiny_llama(spec: TinyLlamaSpec, tokenizer, seed: int):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM

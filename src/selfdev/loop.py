@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .factory import extract_body, program_from
+from .gsm8k import read_jsonl
 from .program import CandidateRejected, static_check
 
 CANDIDATES_V = "selfdev.candidates.v1"
@@ -220,18 +221,10 @@ def write_pairs(pairs: Sequence[dict], path: str | Path) -> None:
 
 
 def read_pairs(path: str | Path) -> list[dict]:
-    rows = []
-    with open(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if row.get("schema_version") != PAIRS_V or not all(k in row for k in ("prompt", "chosen", "rejected")):
-                raise ValueError(f"{path}:{lineno}: expected a {PAIRS_V} row with prompt/chosen/rejected")
-            rows.append(row)
+    rows = read_jsonl(path)
+    for lineno, row in enumerate(rows, 1):
+        if row.get("schema_version") != PAIRS_V or not all(k in row for k in ("prompt", "chosen", "rejected")):
+            raise ValueError(f"{path}: row {lineno}: expected a {PAIRS_V} row with prompt/chosen/rejected")
     return rows
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .evaluate import EvalResult, evaluate
-from .lm import GenerationSpec
+from .lm import GenerationSpec, load_causal_lm
 from .probe import check_program
 from .prompts import PromptTemplate
 from .sandbox import SandboxLimits
@@ -36,21 +36,6 @@ class ScoreRecord:
         return dict(self.__dict__)
 
 
-def load_model(path: str | Path, dtype: str = "float32"):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if not Path(path).is_dir():
-        raise FileNotFoundError(f"model checkpoint folder not found: {path} (build the world first: snakemake --cores all)")
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
-    model.eval()
-    tok = AutoTokenizer.from_pretrained(str(path))
-    tok.padding_side = "left"
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return model, tok
-
-
 class MergeScorer:
     """Scores programs (or precomputed merges) against one world and one split."""
 
@@ -65,7 +50,9 @@ class MergeScorer:
         dtype: str = "float32",
         shots: Sequence[dict] = (),
     ):
-        self.model, self.tokenizer = load_model(seed_dir, dtype)
+        if not Path(seed_dir).is_dir():
+            raise FileNotFoundError(f"seed model folder not found: {seed_dir} (build the world first: snakemake --cores all)")
+        self.model, self.tokenizer = load_causal_lm(seed_dir, dtype)
         self.tvs = TaskVectorSet(task_vector_paths)
         self.rows, self.template, self.gen, self.limits, self.shots = list(rows), template, gen, limits, list(shots)
         params = dict(self.model.named_parameters())

@@ -107,7 +107,7 @@ def train_seed(world: dict, seed: int, prompt_path: str | Path, data_dir: str | 
 def train_expert(world: dict, name: str, seed: int, prompt_path: str | Path, data_dir: str | Path,
                  seed_dir: str | Path, out_dir: str | Path, threads: int = 1) -> dict:
     """Expert `name`: M0 fine-tuned on its skills' full ranges (plus replay of M0's curriculum)."""
-    from .scoring import load_model
+    from .lm import load_causal_lm as load_model
 
     experts = expert_skills(world)
     if name not in experts:
@@ -139,7 +139,8 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
     from .config import sandbox_limits
     from .evaluate import evaluate
     from .lm import GenerationSpec
-    from .scoring import MergeScorer, load_model
+    from .lm import load_causal_lm as load_model
+    from .scoring import MergeScorer
 
     _set_threads(config["threads"])
     ev, rep = config["eval"], config["world"]["report"]

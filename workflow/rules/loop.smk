@@ -25,7 +25,7 @@ rule factory_warmup:
         model=PATHS.factory_warmup(),
     params:
         config=config,
-    threads: config["threads"]
+    threads: config["loop"]["threads"]
     log:
         PATHS.log("factory_warmup.log"),
     benchmark:
@@ -44,7 +44,7 @@ rule sample:
         candidates=PATHS.candidates("{it}"),
     params:
         config=config,
-    threads: config["threads"]
+    threads: config["loop"]["threads"]
     log:
         PATHS.log("sample_it{it}.log"),
     benchmark:
@@ -85,7 +85,7 @@ rule score:
         scores=PATHS.scores("{it}"),
     params:
         config=config,
-    threads: config["threads"]
+    threads: config["loop"]["threads"]
     log:
         PATHS.log("score_it{it}.log"),
     benchmark:
@@ -123,7 +123,7 @@ rule dpo:
         model=PATHS.factory("{it}"),
     params:
         config=config,
-    threads: config["threads"]
+    threads: config["loop"]["threads"]
     log:
         PATHS.log("dpo_it{it}.log"),
     benchmark:
