@@ -76,3 +76,12 @@ def test_default_factory_converts_from_gguf(tmp_path):
     out = sample_completions(model, tok, MICRO_PROMPT, SamplingSpec(n=2, temperature=0.7, max_new_tokens=8,
                                                                      batch_size=2))
     assert len(out) == 2 and all(isinstance(c, str) for c, _ in out)
+
+
+def test_missing_factory_folder_is_a_clear_error(tmp_path):
+    from selfdev.factory import convert_initial_factory
+
+    with pytest.raises(FileNotFoundError, match="factory.model"):
+        convert_initial_factory(str(tmp_path / "nope"), tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_factory(tmp_path / "nope")

@@ -88,6 +88,9 @@ def convert_initial_factory(source: str, out_dir: str | Path) -> dict:
                                                      quantization_config=GgufConfig(dequantize=True))
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
     else:
+        if source.startswith((".", "/", "~")) and not Path(source).expanduser().is_dir():
+            raise FileNotFoundError(f"factory.model: checkpoint folder not found: {source} (expected a folder, "
+                                    "a hub id like openchat/openchat-3.5-1210, or smollm2-gguf)")
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(source)
     out = Path(out_dir)
