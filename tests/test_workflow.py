@@ -119,6 +119,19 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
     assert "score_algorithm" in text and "algorithms_summary" in text
     assert "world_seed" not in text and "world_expert" not in text and "sample" not in text
 
+    # One more iteration reuses the first two: only iteration 3 and the summary are scheduled.
+    original = (tmp_path / "micro.yaml").read_text()
+    longer = yaml.safe_load(original)
+    longer["loop"]["iterations"] = 3
+    (tmp_path / "micro.yaml").write_text(yaml.safe_dump(longer))
+    dry = _snakemake(tmp_path, "-n", "--cores", "1")
+    text = dry.stdout + dry.stderr
+    (tmp_path / "micro.yaml").write_text(original)
+    assert "output: results/loop/iter3/candidates.parquet" in text and "rule summary:" in text
+    for it in (1, 2):
+        for name in ("candidates.parquet", "executable.parquet", "scores.parquet", "pairs.jsonl"):
+            assert f"output: results/loop/iter{it}/{name}" not in text, (it, name)
+
     # Deleting iteration 1's scores recomputes that iteration from scoring on, and what depends on it.
     (res / "loop" / "iter1" / "scores.parquet").unlink()
     dry = _snakemake(tmp_path, "-n", "--cores", "1")

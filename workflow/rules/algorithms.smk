@@ -7,7 +7,7 @@ rule check_algorithm:
     output:
         verdict=PATHS.verdict("{algo}"),
     params:
-        config=config,
+        config=cfg("sandbox"),
     log:
         PATHS.log("check_{algo}.log"),
     benchmark:
@@ -28,7 +28,7 @@ rule score_algorithm:
     output:
         score=PATHS.score("{algo}"),
     params:
-        config=config,
+        config=cfg("threads", "eval", "sandbox"),
         split="dev",
     threads: config["threads"]
     log:

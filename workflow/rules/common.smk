@@ -34,6 +34,19 @@ wildcard_constraints:
     it=r"[1-9][0-9]*",
 
 
+def cfg(*keys):
+    """The config sections (`section`) or single keys (`section.key`) a rule reads. They are its
+    params, so changing any other key (e.g. loop.iterations) does not rerun the rule."""
+    out = {}
+    for key in keys:
+        section, _, sub = key.partition(".")
+        if sub:
+            out.setdefault(section, {})[sub] = config[section][sub]
+        else:
+            out[section] = config[section]
+    return out
+
+
 def algorithm_file(wildcards):
     return ALGORITHMS[wildcards.algo]
 

@@ -6,7 +6,7 @@ rule factory_initial:
     output:
         model=PATHS.factory_initial(),
     params:
-        config=config,
+        config=cfg("factory.model"),
     log:
         PATHS.log("factory_initial.log"),
     benchmark:
@@ -24,7 +24,7 @@ rule factory_warmup:
     output:
         model=PATHS.factory_warmup(),
     params:
-        config=config,
+        config=cfg("seed", "factory.prompt", "factory.warmup"),
     threads: config["loop"]["threads"]
     log:
         PATHS.log("factory_warmup.log"),
@@ -43,7 +43,7 @@ rule sample:
     output:
         candidates=PATHS.candidates("{it}"),
     params:
-        config=config,
+        config=cfg("seed", "factory.prompt", "factory.dtype", "loop.n_samples", "loop.t1", "loop.beta", "loop.top_p", "loop.max_new_tokens", "loop.batch_size"),
     threads: config["loop"]["threads"]
     log:
         PATHS.log("sample_it{it}.log"),
@@ -62,7 +62,7 @@ rule filter:
     output:
         executable=PATHS.executable("{it}"),
     params:
-        config=config,
+        config=cfg("sandbox"),
     log:
         PATHS.log("filter_it{it}.log"),
     benchmark:
@@ -84,7 +84,7 @@ rule score:
     output:
         scores=PATHS.scores("{it}"),
     params:
-        config=config,
+        config=cfg("eval", "sandbox"),
     threads: config["loop"]["threads"]
     log:
         PATHS.log("score_it{it}.log"),
@@ -104,7 +104,7 @@ rule pairs:
     output:
         pairs=PATHS.pairs("{it}"),
     params:
-        config=config,
+        config=cfg("seed", "factory.prompt", "loop.p_w", "loop.p_l", "loop.min_chosen", "loop.min_rejected", "loop.earlier_top", "loop.max_pairs"),
     log:
         PATHS.log("pairs_it{it}.log"),
     benchmark:
@@ -122,7 +122,7 @@ rule dpo:
     output:
         model=PATHS.factory("{it}"),
     params:
-        config=config,
+        config=cfg("seed", "dpo"),
     threads: config["loop"]["threads"]
     log:
         PATHS.log("dpo_it{it}.log"),

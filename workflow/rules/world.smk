@@ -89,7 +89,7 @@ rule world_report:
         json=PATHS.world_report("json"),
         md=PATHS.world_report("md"),
     params:
-        config=config,
+        config=cfg("threads", "eval", "sandbox", "world.report"),
         benchmarks=PATHS.benchmark(""),
     threads: config["threads"]
     log:
