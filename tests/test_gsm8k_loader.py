@@ -1,4 +1,3 @@
-
 import pytest
 
 from selfdev.gsm8k import load_rows, split_dev_test, subsample, write_jsonl
