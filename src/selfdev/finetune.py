@@ -60,6 +60,7 @@ def warmup_sft(factory_dir: str | Path, prompt: str, bodies: Sequence[str], spec
     from peft import get_peft_model
 
     from .factory import load_factory
+    from .lm import pad_batch
 
     torch.set_num_threads(threads)
     torch.manual_seed(spec.seed)
@@ -79,15 +80,8 @@ def warmup_sft(factory_dir: str | Path, prompt: str, bodies: Sequence[str], spec
         order = list(range(len(examples)))
         rng.shuffle(order)
         for start in range(0, len(order), spec.batch_size):
-            batch = [examples[i] for i in order[start : start + spec.batch_size]]
-            width = max(len(x) for x in batch)
-            ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
-            labels = torch.full((len(batch), width), -100, dtype=torch.long)
-            attn = torch.zeros((len(batch), width), dtype=torch.long)
-            for i, x in enumerate(batch):
-                ids[i, : len(x)] = torch.tensor(x)
-                labels[i, len(prompt_ids) : len(x)] = torch.tensor(x[len(prompt_ids):])
-                attn[i, : len(x)] = 1
+            batch = [(examples[i], len(prompt_ids)) for i in order[start : start + spec.batch_size]]
+            ids, labels, attn = pad_batch(batch, tok.pad_token_id)
             loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -86,6 +86,29 @@ def _encode_examples(tokenizer, template: PromptTemplate, rows: Sequence[dict]) 
     return out
 
 
+def pad_batch(batch: Sequence[tuple[list[int], int]], pad_id: int):
+    """Right-padded input ids, labels (-100 on the prompt and padding) and attention mask for
+    (token ids, prompt length) examples: the loss falls on the target tokens only."""
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), -100, dtype=torch.long)
+    attn = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, (ids, plen) in enumerate(batch):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, plen : len(ids)] = torch.tensor(ids[plen:])
+        attn[i, : len(ids)] = 1
+    return input_ids, labels, attn
+
+
+def set_threads(threads: int) -> None:
+    """Torch intra-op threads, matched to the rule's `threads:` so jobs sharing cores do not thrash."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def train_causal_lm(
     model,
     tokenizer,
@@ -126,14 +149,7 @@ def train_causal_lm(
     losses = []
     for step in range(spec.steps):
         batch = [encoded[rng.randrange(len(encoded))] for _ in range(spec.batch_size)]
-        width = max(len(ids) for ids, _ in batch)
-        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(batch), width), -100, dtype=torch.long)
-        attn = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, (ids, plen) in enumerate(batch):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            labels[i, plen : len(ids)] = torch.tensor(ids[plen:])
-            attn[i, : len(ids)] = 1
+        input_ids, labels, attn = pad_batch(batch, tokenizer.pad_token_id)
         loss = model(input_ids=input_ids, attention_mask=attn, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -9,13 +9,8 @@ from typing import Sequence
 
 from . import loop
 from .config import sandbox_limits
+from .lm import set_threads
 from .smk import read_json, write_json
-
-
-def _threads(n: int) -> None:
-    import torch
-
-    torch.set_num_threads(n)
 
 
 def _progress(total: int, desc: str):
@@ -46,7 +41,7 @@ def factory_warmup(config: dict, in_dir: str, out_dir: str, threads: int) -> dic
 def sample(config: dict, iteration: int, factory_dir: str, out_path: str, threads: int) -> dict:
     from .factory import SamplingSpec, load_factory, load_prompt, sample_completions, temperature_at
 
-    _threads(threads)
+    set_threads(threads)
     lp, fc = config["loop"], config["factory"]
     prompt = load_prompt(fc["prompt"])
     temp = temperature_at(iteration, lp["t1"], lp["beta"])
@@ -85,7 +80,7 @@ def score_step(config: dict, candidates_path: str, executable_path: str, earlier
                seed_dir: str, task_vectors: Sequence[str], rows_path: str, out_path: str, threads: int) -> dict:
     from .api import make_scorer
 
-    _threads(threads)
+    set_threads(threads)
     cands = loop.read_table(candidates_path, loop.CANDIDATES_V)
     execs = loop.read_table(executable_path, loop.EXECUTABLE_V)
     todo = loop.programs_to_score(cands, execs)

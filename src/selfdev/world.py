@@ -15,16 +15,10 @@ from typing import Sequence
 from . import toydata
 from .config import expert_skills
 from .gsm8k import read_jsonl, write_jsonl
-from .lm import TinyLlamaSpec, TrainSpec, build_tiny_llama, train_causal_lm
+from .lm import TinyLlamaSpec, TrainSpec, build_tiny_llama, set_threads, train_causal_lm
 from .prompts import load_template
 
 DATA_FORMAT = "selfdev.world_data.v1"
-
-
-def _set_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def build_data(world: dict, seed: int, out_dir: str | Path) -> dict:
@@ -90,7 +84,7 @@ def train_seed(world: dict, seed: int, prompt_path: str | Path, data_dir: str | 
     """M0: a tiny Llama trained from scratch on the restricted curriculum of every skill."""
     from .chartok import build_char_tokenizer
 
-    _set_threads(threads)
+    set_threads(threads)
     tpl = load_template(prompt_path)
     tok = build_char_tokenizer()
     rows = read_jsonl(Path(data_dir) / "seed_train.jsonl")
@@ -112,7 +106,7 @@ def train_expert(world: dict, name: str, seed: int, prompt_path: str | Path, dat
     experts = expert_skills(world)
     if name not in experts:
         raise KeyError(f"world.experts has no expert {name!r}; known: {sorted(experts)}")
-    _set_threads(threads)
+    set_threads(threads)
     tpl = load_template(prompt_path)
     model, tok = load_model(seed_dir)
     rows = read_jsonl(Path(data_dir) / f"expert_{name}.jsonl")
@@ -142,7 +136,7 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
     from .lm import load_causal_lm as load_model
     from .scoring import MergeScorer
 
-    _set_threads(config["threads"])
+    set_threads(config["threads"])
     ev, rep = config["eval"], config["world"]["report"]
     tpl = load_template(ev["prompt"])
     gen = GenerationSpec(ev["max_new_tokens"], ev["batch_size"])
