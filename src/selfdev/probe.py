@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .program import CandidateRejected, static_check
-from .sandbox import SandboxLimits, run_jobs
+from .sandbox import SandboxLimits, require_finite, require_plausible_norm, run_jobs
 
 PROBE_SHAPES = ((64,), (16, 24), (24, 16), (4, 6, 5))
 PROBE_COUNTS = (2, 3, 5)
@@ -76,20 +76,16 @@ def check_program(source: str, limits: SandboxLimits) -> Verdict:
         return Verdict(False, outcome.category, outcome.reason, time.monotonic() - t0, report.code_hash,
                        isolation=outcome.isolation)
     res = outcome.results
-    for key, n, shape, seed in _cases():
-        out = res[key]
-        if not torch.isfinite(out).all():
-            return Verdict(False, "non_finite", f"non-finite values on {n} inputs of shape {list(shape)}",
-                           time.monotonic() - t0, report.code_hash, isolation=outcome.isolation)
-        if not torch.equal(out, res[key + "-again"]):
-            return Verdict(False, "nondeterministic", f"two calls on the same {n} inputs of shape {list(shape)} differ",
-                           time.monotonic() - t0, report.code_hash, isolation=outcome.isolation)
-        inputs = probe_inputs(n, shape, seed)
-        ceiling = limits.max_norm_ratio * max(float(t.norm()) for t in inputs)
-        if float(out.float().norm()) > ceiling:
-            return Verdict(False, "magnitude", f"result norm {float(out.norm()):.3g} exceeds {limits.max_norm_ratio:g}x "
-                           f"the largest input's on shape {list(shape)}", time.monotonic() - t0, report.code_hash,
-                           isolation=outcome.isolation)
+    try:
+        for key, n, shape, seed in _cases():
+            where = f"on {n} inputs of shape {list(shape)}"
+            require_finite(res[key], where)
+            if not torch.equal(res[key], res[key + "-again"]):
+                raise CandidateRejected("nondeterministic", f"two calls {where} differ")
+            require_plausible_norm(res[key], probe_inputs(n, shape, seed), limits.max_norm_ratio, where)
+    except CandidateRejected as exc:
+        return Verdict(False, exc.category, exc.reason, time.monotonic() - t0, report.code_hash,
+                       isolation=outcome.isolation)
     ignored = [k for k in range(3) if torch.equal(res[f"{base_key}-perturb{k}"], res[base_key])]
     info = {"ignored_inputs": ignored, "constant_output": len(ignored) == 3}
     return Verdict(True, "ok", "", time.monotonic() - t0, report.code_hash, info, outcome.isolation)

@@ -198,6 +198,21 @@ def _decode(header: dict, payload: bytes, expected_shape: tuple[int, ...]):
     return torch.frombuffer(bytearray(payload), dtype=dtype).reshape(shape)
 
 
+def require_finite(value, where: str) -> None:
+    """Parent-side check of a result: NaN/inf never reach a model."""
+    import torch
+
+    if not torch.isfinite(value).all():
+        raise CandidateRejected("non_finite", f"non-finite values {where}")
+
+
+def require_plausible_norm(value, inputs: Sequence, ratio: float, where: str) -> None:
+    """Parent-side check of a result: its norm is at most `ratio` times the largest input's."""
+    norm = float(value.float().norm())
+    if norm > ratio * max(float(t.norm()) for t in inputs):
+        raise CandidateRejected("magnitude", f"result norm {norm:.3g} {where} exceeds {ratio:g}x the largest input's")
+
+
 def _nbytes(shape: tuple[int, ...]) -> int:
     n = 8  # float64 is the widest dtype accepted
     for s in shape:

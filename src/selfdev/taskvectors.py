@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .program import CandidateRejected
-from .sandbox import RunOutcome, SandboxLimits, run_jobs
+from .sandbox import RunOutcome, SandboxLimits, require_finite, require_plausible_norm, run_jobs
 
 TV_FORMAT = "selfdev.task_vector.v1"
 
@@ -100,19 +99,11 @@ def merge_in_sandbox(source: str, tvs: TaskVectorSet, limits: SandboxLimits) -> 
     import torch
 
     merged: dict[str, torch.Tensor] = {}
-    norms = {}
 
     def accept(name: str, value) -> None:
-        if not torch.isfinite(value).all():
-            raise CandidateRejected("non_finite", f"non-finite values in the merge of {name}")
-        inputs = tvs.get(name)
-        ceiling = limits.max_norm_ratio * max(float(t.norm()) for t in inputs)
-        norm = float(value.float().norm())
-        if norm > ceiling:
-            raise CandidateRejected("magnitude", f"merge of {name} has norm {norm:.3g}, over {limits.max_norm_ratio:g}x "
-                                                 "the largest task vector's")
+        require_finite(value, f"in the merge of {name}")
+        require_plausible_norm(value, tvs.get(name), limits.max_norm_ratio, f"in the merge of {name}")
         merged[name] = value
-        norms[name] = norm
 
     jobs = [(name, lambda name=name: tvs.get(name)) for name in tvs.names]
     out: RunOutcome = run_jobs(source, jobs, {n: tvs.shape(n) for n in tvs.names}, limits, accept=accept)
