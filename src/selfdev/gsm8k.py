@@ -41,9 +41,13 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def write_jsonl(rows: Sequence[dict], path: str | Path) -> None:
-    with open(path, "w") as fh:
+    """Atomic write: an interrupted run never leaves a truncated file that looks complete."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
         for row in rows:
             fh.write(json.dumps(row) + "\n")
+    tmp.replace(path)
 
 
 def load_rows(source: str, split: str = "test", config: str = "main") -> list[dict]:

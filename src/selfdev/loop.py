@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .factory import extract_body, program_from
-from .gsm8k import read_jsonl
+from .gsm8k import read_jsonl, write_jsonl
 from .program import CandidateRejected, static_check
 
 CANDIDATES_V = "selfdev.candidates.v1"
@@ -211,12 +211,7 @@ def select_pairs(current: Sequence[dict], earlier: Sequence[Sequence[dict]], spe
 
 
 def write_pairs(pairs: Sequence[dict], path: str | Path) -> None:
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as fh:
-        for p in pairs:
-            fh.write(json.dumps({"schema_version": PAIRS_V, **p}) + "\n")
-    tmp.replace(path)
+    write_jsonl([{"schema_version": PAIRS_V, **p} for p in pairs], path)
 
 
 def read_pairs(path: str | Path) -> list[dict]:
