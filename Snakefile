@@ -1,6 +1,7 @@
 # selfdev: Self-Developing (Ishibashi et al., NAACL 2025) as a Snakemake workflow.
 # `snakemake --cores all` builds the embedded toy world, scores the reference merging programs and
-# runs the Self-Developing loop (factory sampling, filtering, scoring, preference pairs, DPO).
+# runs the Self-Developing loop (factory sampling, filtering, scoring, preference pairs, DPO) in its
+# arms, then the final study: held-out leaderboard, mergekit baselines, transfer, plots, HTML report.
 import os
 
 from snakemake.utils import min_version, validate
@@ -19,15 +20,16 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/world.smk"
 include: "workflow/rules/algorithms.smk"
 include: "workflow/rules/loop.smk"
+include: "workflow/rules/study.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:
     default_target: True
     input:
-        world_report=PATHS.world_report("md"),
-        algorithms=PATHS.algorithms_summary("md"),
-        summary=PATHS.summary("md"),
-        # Intermediate results are targets too, so a deleted one is recomputed (with what follows).
-        task_vectors=[PATHS.task_vector(e) for e in EXPERTS],
-        scores=[PATHS.score(a) for a in sorted(ALGORITHMS)],
-        iterations=[f for it in ITERATIONS for f in iteration_files(it).values()],
+        # Every intermediate result is a target too (via study_targets), so a deleted one is
+        # recomputed with what follows; the HTML report comes last.
+        rules.study_targets.input,
+        report=PATHS.report_html(),

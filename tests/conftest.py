@@ -10,6 +10,7 @@ GSM8K_DIR = Path(os.environ.get("SELFDEV_GSM8K_DIR", REPO.parent / "shared" / "d
 MICRO_WORLD = {
     "skills": ["add", "mul"],
     "experts": [{"name": "add", "skills": ["add"]}, {"name": "mul", "skills": ["mul"]}],
+    "transfer_experts": [],
     "data": {"seed_train_per_skill": 200, "expert_train_per_skill": 100, "dev_per_skill": 10, "test_per_skill": 10},
     "model": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
     "seed_training": {"steps": 30, "lr": 0.003, "batch_size": 16},

@@ -32,6 +32,17 @@ def test_every_schema_key_has_description_and_default():
     ({"world": {"experts": [{"name": "a b", "skills": ["add"]}, {"name": "c", "skills": ["pow"]}]}}, "world.experts.0.name"),
     ({"sandbox": {"wall": 3}}, "sandbox"),
     ({"eval": {"dtype": "int8"}}, "eval.dtype"),
+    ({"world": {"transfer_experts": [{"name": "add", "skills": ["add"]}, {"name": "t", "skills": ["mul"]}]}},
+     "world.transfer_experts"),
+    ({"world": {"transfer_experts": [{"name": "t", "skills": ["add"]}]}}, "world.transfer_experts"),
+    ({"world": {"skills": ["add", "mul"]}}, "world.experts.sub"),
+    ({"world": {"skills": ["add", "sub", "mul"], "experts": [{"name": "a", "skills": ["add"]},
+                                                             {"name": "b", "skills": ["mul"]}]}},
+     "world.transfer_experts.t_subdiv"),
+    ({"study": {"arms": ["dpo", "random"]}}, "study.arms"),
+    ({"study": {"seeds": 0}}, "study.seeds"),
+    ({"baselines": {"methods": ["slerp"]}}, "baselines.methods"),
+    ({"baselines": {"lambda_range": [1.5, 0.5]}}, "baselines.lambda_range"),
 ])
 def test_bad_config_names_the_key(bad, key):
     with pytest.raises(ConfigError) as err:

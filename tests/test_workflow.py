@@ -38,6 +38,9 @@ def _loop_config(tiny_factory) -> dict:
         "loop": {"iterations": 2, "n_samples": 8, "t1": 0.6, "beta": 0.2, "max_new_tokens": 120, "batch_size": 8,
                  "min_chosen": 1, "min_rejected": 1, "max_pairs": 4},
         "dpo": {"lr": 0.001, "epochs": 1, "batch_size": 2, "lora_r": 4, "lora_alpha": 8},
+        "study": {"top_k": 3, "bootstrap": 200},
+        "baselines": {"grid_size": 2},
+        "transfer": {"top_k": 2},
     }
 
 
@@ -57,7 +60,8 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
              "data": {**MICRO_WORLD["data"], "dev_per_skill": 25},
              "seed_training": {"steps": 500, "lr": 0.01, "batch_size": 32},
              # Large expert updates: scaled sums break the model, averages do not, so scores differ.
-             "expert_training": {"steps": 40, "lr": 0.02, "batch_size": 16}}
+             "expert_training": {"steps": 40, "lr": 0.02, "batch_size": 16},
+             "transfer_experts": [{"name": "t_add", "skills": ["add"]}, {"name": "t_both", "skills": ["add", "mul"]}]}
     cfg = {"world": world, "eval": {"max_new_tokens": 12, "batch_size": 50}, "algorithms": programs,
            "sandbox": {"probe_wall_s": 3, "merge_wall_s": 10, "cpu_s": 10, "memory_mb": 1024},
            **_loop_config(tiny_factory)}
@@ -68,8 +72,9 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
                              "--configfile", str(tmp_path / "micro.yaml"), "--cores", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    candidates = res / "loop" / "iter1" / "candidates.parquet"
-    filter_started = res / "logs" / "filter_it1.log"
+    loop_dir = res / "loop" / "dpo" / "seed0"
+    candidates = loop_dir / "iter1" / "candidates.parquet"
+    filter_started = res / "logs" / "filter_dpo_s0_it1.log"
     deadline = time.monotonic() + 600
     while not filter_started.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -83,13 +88,13 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
     for it in (1, 2):
         for f in ("candidates.parquet", "executable.parquet", "scores.parquet", "pairs.jsonl",
                   "factory/model.safetensors", "factory/train_log.json"):
-            assert (res / "loop" / f"iter{it}" / f).is_file(), (it, f)
-    summary = json.loads((res / "summary.json").read_text())
+            assert (loop_dir / f"iter{it}" / f).is_file(), (it, f)
+    summary = json.loads((loop_dir / "summary.json").read_text())
     assert [it["iteration"] for it in summary["iterations"]] == [1, 2]
     assert summary["iterations"][0]["stats"]["candidates"] == 8
-    assert "Best algorithm so far" in (res / "summary.md").read_text()
-    pairs = [json.loads(l) for l in (res / "loop" / "iter1" / "pairs.jsonl").read_text().splitlines()]
-    dpo_log = json.loads((res / "loop" / "iter1" / "factory" / "train_log.json").read_text())
+    assert "Best algorithm so far" in (loop_dir / "summary.md").read_text()
+    pairs = [json.loads(l) for l in (loop_dir / "iter1" / "pairs.jsonl").read_text().splitlines()]
+    dpo_log = json.loads((loop_dir / "iter1" / "factory" / "train_log.json").read_text())
     assert dpo_log["pairs"] == len(pairs) and dpo_log["parent"].endswith("factory/warmup")
     assert all(p["chosen_score"] > p["rejected_score"] for p in pairs)
     assert canary.read_text() == "canary"
@@ -109,6 +114,7 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
         assert (res / f).is_file(), f
     summary = (res / "algorithms" / "summary.md").read_text()
     assert all(name in summary for name in ("task_arithmetic", "ties", "mean"))
+    _check_study(tmp_path, res, loop_dir)
     dry = _snakemake(tmp_path, "-n", "--cores", "1")
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
 
@@ -127,23 +133,87 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
     dry = _snakemake(tmp_path, "-n", "--cores", "1")
     text = dry.stdout + dry.stderr
     (tmp_path / "micro.yaml").write_text(original)
-    assert "output: results/loop/iter3/candidates.parquet" in text and "rule summary:" in text
+    assert "output: results/loop/dpo/seed0/iter3/candidates.parquet" in text and "rule run_summary:" in text
+    assert "output: results/loop/nodpo/seed0/iter3/candidates.parquet" in text
     for it in (1, 2):
         for name in ("candidates.parquet", "executable.parquet", "scores.parquet", "pairs.jsonl"):
-            assert f"output: results/loop/iter{it}/{name}" not in text, (it, name)
+            assert f"output: results/loop/dpo/seed0/iter{it}/{name}" not in text, (it, name)
+    assert "rule world_seed:" not in text and "rule factory_warmup:" not in text
 
     # Deleting iteration 1's scores recomputes that iteration from scoring on, and what depends on it.
-    (res / "loop" / "iter1" / "scores.parquet").unlink()
+    (loop_dir / "iter1" / "scores.parquet").unlink()
     dry = _snakemake(tmp_path, "-n", "--cores", "1")
     text = dry.stdout + dry.stderr
-    for job in ("score", "pairs", "dpo", "summary"):
+    for job in ("score", "pairs", "dpo", "run_summary", "final_test", "study", "report_html"):
         assert f"rule {job}:" in text or f"localrule {job}:" in text, job
-    assert "wildcards: it=1" in text
-    # Iteration 2 depends on iteration 1's factory, so it reruns; iteration 1 is not sampled again.
-    assert "output: results/loop/iter1/candidates.parquet" not in text
-    assert "output: results/loop/iter2/candidates.parquet" in text
+    assert "seed=0, it=1" in text
+    # Iteration 2 of both arms depends on iteration 1 (its factory, or its scores for deduplication),
+    # so it reruns; iteration 1 is not sampled again.
+    assert "output: results/loop/dpo/seed0/iter1/candidates.parquet" not in text
+    assert "output: results/loop/dpo/seed0/iter2/candidates.parquet" in text
     for job in ("world_seed", "world_expert", "factory_warmup", "factory_initial"):
         assert f"rule {job}:" not in text, job
+
+
+def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
+    """The study's artifacts after one micro run: arms, leaderboard, baselines, transfer, plots, report, lineage."""
+    from selfdev import loop, study
+    from selfdev.stats import from_bits
+
+    # The nodpo arm shares iteration 1 and samples iteration 2 from the (warmed-up) initial factory.
+    nodpo = res / "loop" / "nodpo" / "seed0"
+    assert not (nodpo / "iter1").exists() and not (nodpo / "iter2" / "pairs.jsonl").exists()
+    cands = loop.read_table(nodpo / "iter2" / "candidates.parquet", loop.CANDIDATES_V)
+    assert len(cands) == 8 and {c["factory"] for c in cands} == {"results/factory/warmup"}
+    assert all(c["candidate_id"].startswith("nodpo-s0-it2-") for c in cands)
+    dpo2 = loop.read_table(loop_dir / "iter2" / "candidates.parquet", loop.CANDIDATES_V)
+    assert {c["factory"] for c in dpo2} == {"results/loop/dpo/seed0/iter1/factory"}
+
+    board = loop.read_table(res / "final" / "leaderboard.parquet", study.LEADERBOARD_V)
+    assert {(r["arm"], r["seed"]) for r in board} == {("dpo", 0), ("nodpo", 0)}
+    test_rows = (res / "world" / "data" / "test.jsonl").read_text().count("\n")
+    for r in board:
+        assert r["rank"] <= 3 and r["executable"] and r["n_test"] == test_rows == len(r["test_correct"])
+        assert r["test_accuracy"] == sum(from_bits(r["test_correct"])) / test_rows
+        assert r["test_low"] <= r["test_accuracy"] <= r["test_high"]
+    dpo_board = [r for r in board if r["arm"] == "dpo"]
+    assert [r["dev_accuracy"] for r in dpo_board] == sorted((r["dev_accuracy"] for r in dpo_board), reverse=True)
+
+    base = loop.read_table(res / "final" / "baselines.parquet", study.BASELINES_V)
+    main = {(r["method"], r["mode"]): r for r in base if r["family"] == "main" and r["model"] == "merged"}
+    methods = ("task_arithmetic", "ties", "dare_ties", "model_stock", "linear")
+    assert {m for m, mode in main if mode == "grid"} == set(methods)
+    assert {m for m, mode in main if mode == "budget"} == set(methods) - {"model_stock"}
+    scored = sum(1 for it in (1, 2) for r in loop.read_table(loop_dir / f"iter{it}" / "scores.parquet", loop.SCORES_V)
+                 if r["status"] == "new" and r["executable"])
+    assert all(main[(m, "budget")]["n_evaluations"] == scored for m in methods if m != "model_stock")
+    assert main[("ties", "grid")]["n_evaluations"] == 4 and main[("model_stock", "grid")]["n_evaluations"] == 1
+    singles = {r["model"] for r in base if r["family"] == "main" and r["model"] != "merged"}
+    assert singles == {"M0", "add", "mul"}
+    assert {r["model"] for r in base if r["family"] == "transfer" and r["model"] != "merged"} == {"M0", "t_add", "t_both"}
+
+    transfer = loop.read_table(res / "final" / "transfer.parquet", study.TRANSFER_V)
+    assert 1 <= len(transfer) <= 2 and all(r["candidate_id"].startswith("dpo-s0-") for r in transfer)
+    arms = json.loads((res / "final" / "arms.json").read_text())
+    assert set(arms["arms"]) == {"dpo", "nodpo"} and arms["dpo_vs_nodpo"]["available"]
+    text = (res / "summary.md").read_text()
+    for heading in ("# Leaderboard", "# Baselines (mergekit)", "# Transfer", "## Did DPO beat no-DPO?",
+                    "budget-matched baseline"):
+        assert heading in text, heading
+    for name in ("dev_distribution", "executable_rate", "best_so_far", "test_accuracy"):
+        assert (res / "final" / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    html = (res / "report.html").read_text(errors="replace")
+    assert len(html) > 100_000 and "dev_distribution.png" in html and "study.html" in html
+
+    lineage = subprocess.run([sys.executable, "-m", "selfdev", "--config", str(tmp_path / "micro.yaml"), "lineage",
+                              "dpo-s0-it2-00000"], capture_output=True, text=True, cwd=tmp_path)
+    assert lineage.returncode == 0, lineage.stderr
+    out = lineage.stdout
+    assert "written by results/loop/dpo/seed0/iter1/factory: DPO on results/loop/dpo/seed0/iter1/pairs.jsonl" in out
+    assert "trained from results/factory/warmup" in out and "initial factory converted from" in out
+    bad = subprocess.run([sys.executable, "-m", "selfdev", "--config", str(tmp_path / "micro.yaml"), "lineage",
+                          "dpo-s9-it9-00000"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode == 2 and "no program" in bad.stderr
 
 
 def test_bad_config_fails_before_running(tmp_path):

@@ -68,6 +68,9 @@ def score_file(path: str | Path, config: dict, split: str, seed_dir: str, task_v
                   "accuracy": None}
     else:
         scorer = make_scorer(config, seed_dir, task_vectors, rows_path)
+        from .stats import bits
+
         record = scorer.score_program(source, probe_first=verdict is None).to_dict()
+        record["correct"] = bits(record["correct"])  # one 0/1 per problem, for confidence intervals
     return {"format": SCORE_FORMAT, "program": str(path), "split": split, **record,
             "seconds": time.perf_counter() - t0}

@@ -1,4 +1,4 @@
-"""`selfdev` command line: check and score merging programs by hand."""
+"""`selfdev` command line: check and score merging programs by hand; trace a program's lineage."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("program", help="Python file defining merge(task_vectors)")
     s.add_argument("--split", choices=["dev", "test"], default="dev")
     s.add_argument("--json", action="store_true", help="print the whole score record as JSON")
+    lg = sub.add_parser("lineage", help="print the factory chain that wrote a program (checkpoints, pairs, parents)")
+    lg.add_argument("program", help="candidate id (e.g. dpo-s0-it2-00013) or a code-hash prefix (>= 6 characters)")
+    lg.add_argument("--json", action="store_true", help="print the chain as JSON")
     return p
 
 
@@ -37,6 +40,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = _config(args.config)
+        if args.command == "lineage":
+            from .lineage import chain, format_chain
+
+            info = chain(config["results"], args.program)
+            print(json.dumps(info, indent=2) if args.json else format_chain(info))
+            return 0
         if not Path(args.program).is_file():
             raise FileNotFoundError(f"algorithm file not found: {args.program}")
         if args.command == "check":
@@ -49,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
         files = world_inputs(config, args.split)
         record = score_file(args.program, config, args.split, files["seed_dir"], files["task_vectors"], files["rows"])
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        print(f"selfdev: error: {exc}", file=sys.stderr)
+    except (ConfigError, FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"selfdev: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(record, indent=2))

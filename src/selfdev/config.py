@@ -44,6 +44,22 @@ def validate_config(config: dict | None, origin: str = "config") -> dict:
         names = [e["name"] for e in config["world"]["experts"]]
         if len(set(names)) != len(names):
             raise ConfigError(f"{origin}: world.experts: expert names must be unique, got {names}")
+        transfer = [e["name"] for e in config["world"]["transfer_experts"]]
+        if len(set(transfer)) != len(transfer) or set(transfer) & set(names):
+            raise ConfigError(f"{origin}: world.transfer_experts: names must be unique and differ from "
+                              f"world.experts {names}, got {transfer}")
+        skills = set(config["world"]["skills"])
+        for family in ("experts", "transfer_experts"):
+            for e in config["world"][family]:
+                if set(e["skills"]) - skills:
+                    raise ConfigError(f"{origin}: world.{family}.{e['name']}: skills "
+                                      f"{sorted(set(e['skills']) - skills)} are not in world.skills {sorted(skills)}")
+        if len(transfer) == 1:
+            raise ConfigError(f"{origin}: world.transfer_experts: a family needs at least 2 experts (or none)")
+        for key in ("lambda_range", "density_range", "weight_range"):
+            lo, hi = config["baselines"][key]
+            if lo > hi:
+                raise ConfigError(f"{origin}: baselines.{key}: expected [low, high], got {[lo, hi]}")
         stems = [Path(a).stem for a in config["algorithms"]]
         if len(set(stems)) != len(stems):
             raise ConfigError(f"{origin}: algorithms: file names (stems) must be unique, got {stems}")
@@ -99,8 +115,22 @@ def sandbox_limits(config: dict, phase: str = "probe"):
 
 def expert_skills(world: dict) -> dict[str, list[str]]:
     """Expert name -> skills, in config order."""
-    return {e["name"]: list(e["skills"]) for e in world["experts"]}
+    return {e["name"]: list(e["skills"]) for e in world.get("experts", [])}
 
 
 def expert_names(config: dict) -> list[str]:
     return sorted(expert_skills(config["world"]))
+
+
+def transfer_skills(world: dict) -> dict[str, list[str]]:
+    """Transfer-family expert name -> skills, in config order."""
+    return {e["name"]: list(e["skills"]) for e in world.get("transfer_experts", [])}
+
+
+def family_experts(config: dict, family: str) -> list[str]:
+    """The experts of a family: `main` (discovery) or `transfer` (never seen during discovery)."""
+    if family == "main":
+        return expert_names(config)
+    if family == "transfer":
+        return sorted(transfer_skills(config["world"]))
+    raise ValueError(f"expert family must be 'main' or 'transfer', got {family!r}")

@@ -63,11 +63,12 @@ CANDIDATE_COLUMNS = ("candidate_id", "iteration", "temperature", "top_p", "promp
 
 
 def candidate_rows(completions: Sequence[tuple[str, float]], prompt: str, prompt_id: str, iteration: int,
-                   temperature: float, top_p: float, factory: str) -> list[dict]:
+                   temperature: float, top_p: float, factory: str, run: str = "dpo-s0") -> list[dict]:
+    """Rows of candidates.parquet; ids `<arm>-s<seed>-it<iteration>-<index>` are unique in a study."""
     rows = []
     for i, (completion, secs) in enumerate(completions):
         body = extract_body(completion)
-        rows.append({"candidate_id": f"it{iteration}-{i:05d}", "iteration": iteration, "temperature": temperature,
+        rows.append({"candidate_id": f"{run}-it{iteration}-{i:05d}", "iteration": iteration, "temperature": temperature,
                      "top_p": top_p, "prompt_id": prompt_id, "factory": factory, "completion": completion,
                      "body": body, "code": program_from(prompt, body) if body.strip() else "",
                      "gen_seconds": secs})
@@ -247,13 +248,18 @@ def iteration_stats(candidates: Sequence[dict], executable: Sequence[dict], scor
     }
 
 
+def best_programs(rows: Sequence[dict], k: int) -> list[dict]:
+    """The k best distinct scored programs, best first (ties broken by code hash)."""
+    return _ranked(rows)[:k]
+
+
 def best_program(score_tables: Sequence[Sequence[dict]]) -> dict | None:
     ranked = _ranked([r for rows in score_tables for r in rows])
     return ranked[0] if ranked else None
 
 
 def summary_markdown(summary: dict) -> str:
-    lines = ["# Self-Developing run summary", "",
+    lines = [f"# Self-Developing run summary ({summary.get('run') or 'loop'})", "",
              f"M0 dev {_pct(summary['seed_dev'])}; best Task Arithmetic on dev {_pct(summary['ta_best_dev'])} "
              f"(lambda {summary['ta_best_lambda']}); best single expert {_pct(summary['best_expert_dev'])}.", "",
              "| iter | T | candidates | unique | executable % | scored | dev mean | median | max | pairs | DPO loss |",

@@ -48,33 +48,62 @@ class Paths:
     def algorithms_summary(self, ext: str) -> str:
         return self._p("algorithms", f"summary.{ext}")
 
-    # Factory and loop
+    # Factory and loop. Loop files live per arm (`dpo`: the paper's loop; `nodpo`: the same sampling
+    # schedule from the initial factory, never updated) and per repeat seed. Iteration 1 of `nodpo`
+    # is iteration 1 of `dpo` (same factory, temperature and seed), so the arms share it.
     def factory_initial(self) -> str:
         return self._p("factory", "initial", "model.safetensors")
 
     def factory_warmup(self) -> str:
         return self._p("factory", "warmup", "model.safetensors")
 
-    def iteration(self, it, name: str) -> str:
-        return self._p("loop", f"iter{it}", name)
+    def iteration(self, arm: str, seed, it, name: str) -> str:
+        if arm == "nodpo" and str(it) == "1":
+            arm = "dpo"
+        return self._p("loop", arm, f"seed{seed}", f"iter{it}", name)
 
-    def candidates(self, it) -> str:
-        return self.iteration(it, "candidates.parquet")
+    def candidates(self, arm: str, seed, it) -> str:
+        return self.iteration(arm, seed, it, "candidates.parquet")
 
-    def executable(self, it) -> str:
-        return self.iteration(it, "executable.parquet")
+    def executable(self, arm: str, seed, it) -> str:
+        return self.iteration(arm, seed, it, "executable.parquet")
 
-    def scores(self, it) -> str:
-        return self.iteration(it, "scores.parquet")
+    def scores(self, arm: str, seed, it) -> str:
+        return self.iteration(arm, seed, it, "scores.parquet")
 
-    def pairs(self, it) -> str:
-        return self.iteration(it, "pairs.jsonl")
+    def pairs(self, arm: str, seed, it) -> str:
+        return self.iteration(arm, seed, it, "pairs.jsonl")
 
-    def factory(self, it) -> str:
-        return self.iteration(it, "factory/model.safetensors")
+    def factory(self, arm: str, seed, it) -> str:
+        return self.iteration(arm, seed, it, "factory/model.safetensors")
+
+    def run_summary(self, arm: str, seed, ext: str) -> str:
+        return self._p("loop", arm, f"seed{seed}", f"summary.{ext}")
+
+    # Final study: held-out evaluation, baselines, transfer, arms, plots, report
+    def final(self, *parts: str) -> str:
+        return self._p("final", *parts)
+
+    def final_test(self, arm: str, seed) -> str:
+        return self.final("programs", arm, f"seed{seed}", "test.parquet")
+
+    def baseline(self, family: str, method: str, mode: str) -> str:
+        return self.final("baselines", family, method, f"{mode}.json")
+
+    def singles(self, family: str) -> str:
+        return self.final("baselines", family, "singles.json")
+
+    def transfer_programs(self) -> str:
+        return self.final("transfer", "programs.parquet")
+
+    def plot(self, name: str) -> str:
+        return self.final("plots", f"{name}.png")
 
     def summary(self, ext: str) -> str:
         return self._p(f"summary.{ext}")
+
+    def report_html(self) -> str:
+        return self._p("report.html")
 
     def log(self, *parts: str) -> str:
         return self._p("logs", *parts)

@@ -39,3 +39,82 @@ def write_algorithms_summary(score_paths: Sequence[str], world_report_path: str,
     write_json(summary, out_json)
     Path(out_md).write_text(summary_markdown(summary))
     return summary
+
+
+def markdown_to_html(text: str, title: str = "selfdev") -> str:
+    """The subset of markdown the study writes (headings, tables, lists, code, paragraphs) as one
+    self-contained HTML page; no dependency beyond the standard library."""
+    import html
+
+    out, in_table, in_code, in_list = [], False, False, False
+
+    def close() -> None:
+        nonlocal in_table, in_list
+        if in_table:
+            out.append("</table>")
+        if in_list:
+            out.append("</ul>")
+        in_table = in_list = False
+
+    for line in text.splitlines():
+        if line.startswith("```"):
+            close()
+            out.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(html.escape(line))
+            continue
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if all(set(c) <= {"-", ":"} and c for c in cells):
+                continue
+            tag = "td" if in_table else "th"
+            if not in_table:
+                close()
+                out.append("<table>")
+                in_table = True
+            out.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
+            continue
+        if line.startswith("- "):
+            if not in_list:
+                close()
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{html.escape(line[2:])}</li>")
+            continue
+        close()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    close()
+    style = ("body{font-family:sans-serif;max-width:70em;margin:auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #bbb;padding:2px 6px;text-align:left}pre{background:#f4f4f4;padding:6px}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
+
+
+def build_html_report(snakefile: str, config: dict, config_out: str, html_out: str, target: str) -> None:
+    """`snakemake --report` of the finished study, from inside the run that produced it.
+
+    The effective config is written out and passed back, so the report describes exactly this
+    run's DAG whatever --configfile/--config the outer call had; --nolock because the outer
+    Snakemake holds the lock while this job runs."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    Path(config_out).parent.mkdir(parents=True, exist_ok=True)
+    Path(config_out).write_text(yaml.safe_dump(config, sort_keys=False))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", snakefile, "--directory", os.getcwd(),
+           "--configfile", str(Path(config_out).resolve()), "--nolock", "--report", str(Path(html_out).resolve()),
+           target]
+    print(" ".join(cmd), flush=True)
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    print(run.stdout[-5000:], run.stderr[-5000:], sep="\n", flush=True)
+    if run.returncode != 0 or not Path(html_out).is_file():
+        raise RuntimeError(f"snakemake --report failed (exit {run.returncode}); see the log above")

@@ -31,6 +31,7 @@ class ScoreRecord:
     per_skill: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     code_hash: str | None = None
+    correct: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -62,8 +63,13 @@ class MergeScorer:
         self._params = {n: params[n] for n in self.tvs.names}
         self._base = {n: p.detach().clone() for n, p in self._params.items()}
 
-    def evaluate_merged(self, merged: dict | None) -> EvalResult:
-        """Accuracy of M0 + merged (M0 itself when merged is None); parameters are restored after."""
+    def base(self, name: str):
+        """M0's value of a merged parameter (a copy kept at load time)."""
+        return self._base[name]
+
+    def evaluate_merged(self, merged: dict | None, rows: Sequence[dict] | None = None) -> EvalResult:
+        """Accuracy of M0 + merged (M0 itself when merged is None) on the scorer's rows (or `rows`);
+        parameters are restored after."""
         import torch
 
         try:
@@ -71,7 +77,8 @@ class MergeScorer:
                 with torch.no_grad():
                     for name, delta in merged.items():
                         self._params[name].copy_((self._base[name].float() + delta.float()).to(self._base[name].dtype))
-            return evaluate(self.model, self.tokenizer, self.rows, self.template, self.gen, self.shots)
+            return evaluate(self.model, self.tokenizer, self.rows if rows is None else rows, self.template, self.gen,
+                            self.shots)
         finally:
             with torch.no_grad():
                 for name, p in self._params.items():
@@ -97,4 +104,5 @@ class MergeScorer:
         timings["eval_s"] = time.perf_counter() - t0
         timings["generation_s"] = result.generation_s
         timings["checking_s"] = result.checking_s
-        return ScoreRecord(True, "ok", "", result.accuracy, result.n, result.per_skill, timings, code_hash)
+        return ScoreRecord(True, "ok", "", result.accuracy, result.n, result.per_skill, timings, code_hash,
+                           result.correct)

@@ -38,7 +38,13 @@ def factory_warmup(config: dict, in_dir: str, out_dir: str, threads: int) -> dic
     return warmup_sft(in_dir, load_prompt(config["factory"]["prompt"]), EXAMPLE_BODIES, spec, out_dir, threads)
 
 
-def sample(config: dict, iteration: int, factory_dir: str, out_path: str, threads: int) -> dict:
+def run_seed(config: dict, rep: int, salt: int = 0) -> int:
+    """The seed of repeat `rep` of the loop; repeat 0 keeps the master seed's original streams."""
+    return config["seed"] * 1000 + salt + 100_003 * rep
+
+
+def sample(config: dict, iteration: int, factory_dir: str, out_path: str, threads: int, arm: str = "dpo",
+           rep: int = 0) -> dict:
     from .factory import SamplingSpec, load_factory, load_prompt, sample_completions, temperature_at
 
     set_threads(threads)
@@ -47,12 +53,12 @@ def sample(config: dict, iteration: int, factory_dir: str, out_path: str, thread
     temp = temperature_at(iteration, lp["t1"], lp["beta"])
     model, tok = load_factory(factory_dir, fc["dtype"])
     spec = SamplingSpec(lp["n_samples"], temp, lp["top_p"], lp["max_new_tokens"], lp["batch_size"],
-                        seed=config["seed"] * 1000 + iteration)
+                        seed=run_seed(config, rep, iteration))
     t0 = time.perf_counter()
     with _progress(spec.n, f"sampling iteration {iteration}") as bar:
         completions = sample_completions(model, tok, prompt, spec, bar)
     rows = loop.candidate_rows(completions, prompt, Path(fc["prompt"]).stem, iteration, temp, lp["top_p"],
-                               str(factory_dir))
+                               str(factory_dir), f"{arm}-s{rep}")
     loop.write_table(rows, out_path, loop.CANDIDATES_V, loop.CANDIDATE_COLUMNS)
     return {"candidates": len(rows), "temperature": temp, "seconds": time.perf_counter() - t0}
 
@@ -102,23 +108,23 @@ def score_step(config: dict, candidates_path: str, executable_path: str, earlier
 
 
 def pairs_step(config: dict, iteration: int, scores_path: str, earlier_score_paths: Sequence[str],
-               out_path: str) -> dict:
+               out_path: str, rep: int = 0) -> dict:
     from .factory import load_prompt
 
     lp = config["loop"]
     spec = loop.PairSpec(lp["p_w"], lp["p_l"], lp["min_chosen"], lp["min_rejected"], lp["earlier_top"],
-                         lp["max_pairs"], config["seed"])
+                         lp["max_pairs"], config["seed"] + 7919 * rep)
     pairs = loop.select_pairs(loop.read_table(scores_path, loop.SCORES_V), _earlier_scores(earlier_score_paths),
                               spec, iteration, load_prompt(config["factory"]["prompt"]))
     loop.write_pairs(pairs, out_path)
     return {"pairs": len(pairs)}
 
 
-def dpo_step(config: dict, factory_dir: str, pairs_path: str, out_dir: str, threads: int) -> dict:
+def dpo_step(config: dict, factory_dir: str, pairs_path: str, out_dir: str, threads: int, rep: int = 0) -> dict:
     from .finetune import DpoSpec, LoraSpec, train_dpo
 
     d = config["dpo"]
-    spec = DpoSpec(d["lr"], d["beta"], d["epochs"], d["batch_size"], d["max_length"], config["seed"],
+    spec = DpoSpec(d["lr"], d["beta"], d["epochs"], d["batch_size"], d["max_length"], config["seed"] + 7919 * rep,
                    LoraSpec(d["lora_r"], d["lora_alpha"]))
     return train_dpo(factory_dir, loop.read_pairs(pairs_path), spec, out_dir, threads, str(pairs_path))
 
@@ -126,8 +132,9 @@ def dpo_step(config: dict, factory_dir: str, pairs_path: str, out_dir: str, thre
 STAGES = ("sample", "filter", "score", "pairs", "dpo")
 
 
-def summary_step(iteration_files: Sequence[dict], world_report_path: str, benchmark_dir: str,
+def summary_step(run: str, iteration_files: Sequence[dict], world_report_path: str, benchmark_dir: str,
                  out_json: str, out_md: str) -> dict:
+    """One run's (arm and seed) per-iteration statistics; `tag` of each iteration names its benchmark files."""
     from .world import build_seconds
 
     report = read_json(world_report_path)
@@ -139,14 +146,16 @@ def summary_step(iteration_files: Sequence[dict], world_report_path: str, benchm
         cands = loop.read_table(files["candidates"], loop.CANDIDATES_V)
         execs = loop.read_table(files["executable"], loop.EXECUTABLE_V)
         scores = loop.read_table(files["scores"], loop.SCORES_V)
-        pairs = loop.read_pairs(files["pairs"])
-        dpo_log = read_json(Path(files["factory"]).parent / "train_log.json")
+        # The nodpo arm has no pairs and no DPO step.
+        pairs = loop.read_pairs(files["pairs"]) if "pairs" in files else []
+        dpo_log = read_json(Path(files["factory"]).parent / "train_log.json") if "factory" in files else {}
         score_tables.append(scores)
         iterations.append({"iteration": i, "stats": loop.iteration_stats(cands, execs, scores, pairs, dpo_log),
-                           "seconds": {s: bench.get(f"{s}_it{i}", 0.0) for s in STAGES},
+                           "seconds": {s: bench.get(f"{s}_{files['tag']}_it{i}", 0.0) for s in STAGES},
                            "best_so_far": (loop.best_program(score_tables) or {}).get("dev_accuracy")})
     best = loop.best_program(score_tables)
-    summary = {"schema_version": loop.SUMMARY_V, "seed_dev": t["seed"], "best_expert_dev": t["best_expert"],
+    summary = {"schema_version": loop.SUMMARY_V, "run": run,
+               "seed_dev": t["seed"], "best_expert_dev": t["best_expert"],
                "ta_best_dev": ta["dev_accuracy"], "ta_best_lambda": ta["params"]["lambda"], "stages": list(STAGES),
                "iterations": iterations,
                "best": {k: best[k] for k in ("candidate_id", "iteration", "code_hash", "dev_accuracy", "body",

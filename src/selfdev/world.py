@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import toydata
-from .config import expert_skills
+from .config import expert_skills, transfer_skills
 from .gsm8k import read_jsonl, write_jsonl
 from .lm import TinyLlamaSpec, TrainSpec, build_tiny_llama, set_threads, train_causal_lm
 from .prompts import load_template
@@ -27,7 +27,8 @@ def build_data(world: dict, seed: int, out_dir: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     d, skills = world["data"], list(world["skills"])
     experts = expert_skills(world)
-    for name, ex_skills in experts.items():
+    transfer = transfer_skills(world)
+    for name, ex_skills in {**experts, **transfer}.items():
         unknown = set(ex_skills) - set(skills)
         if unknown:
             raise ValueError(f"world.experts.{name}: skills {sorted(unknown)} are not in world.skills {skills}")
@@ -42,19 +43,29 @@ def build_data(world: dict, seed: int, out_dir: str | Path) -> dict:
     test = _balanced(test, skills, d["test_per_skill"])
     files = {"dev": dev, "test": test,
              "seed_train": toydata.make_split(seed * 1000 + 1, skills, d["seed_train_per_skill"], restricted=True)}
-    for i, (name, ex_skills) in enumerate(sorted(experts.items())):
-        own = toydata.make_split(seed * 1000 + 10 + i, list(ex_skills), d["expert_train_per_skill"])
-        frac = d["replay_fraction"]
-        n_replay = int(round(len(own) * frac / (1 - frac) / len(skills))) if frac > 0 else 0
-        replay = toydata.make_split(seed * 1000 + 50 + i, skills, n_replay, restricted=True) if n_replay else []
-        rows = own + replay
-        random.Random(seed + i).shuffle(rows)
-        files[f"expert_{name}"] = rows
+    files.update(_expert_files(experts, skills, d, seed, offset=0))
+    # The transfer family draws its own data seeds: same generator, problems never seen in discovery.
+    files.update(_expert_files(transfer, skills, d, seed, offset=500))
     for name, rows in files.items():
         write_jsonl(rows, out / f"{name}.jsonl")
     meta = {"format": DATA_FORMAT, "skills": skills, "sizes": {k: len(v) for k, v in files.items()}}
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     return meta
+
+
+def _expert_files(experts: dict[str, list[str]], skills: Sequence[str], d: dict, seed: int,
+                  offset: int) -> dict[str, list[dict]]:
+    files = {}
+    for i, (name, ex_skills) in enumerate(sorted(experts.items())):
+        own = toydata.make_split(seed * 1000 + 10 + offset + i, list(ex_skills), d["expert_train_per_skill"])
+        frac = d["replay_fraction"]
+        n_replay = int(round(len(own) * frac / (1 - frac) / len(skills))) if frac > 0 else 0
+        replay = (toydata.make_split(seed * 1000 + 50 + offset + i, list(skills), n_replay, restricted=True)
+                  if n_replay else [])
+        rows = own + replay
+        random.Random(seed + offset + i).shuffle(rows)
+        files[f"expert_{name}"] = rows
+    return files
 
 
 def _balanced(rows: Sequence[dict], skills: Sequence[str], per_skill: int) -> list[dict]:
@@ -103,15 +114,20 @@ def train_expert(world: dict, name: str, seed: int, prompt_path: str | Path, dat
     """Expert `name`: M0 fine-tuned on its skills' full ranges (plus replay of M0's curriculum)."""
     from .lm import load_causal_lm as load_model
 
-    experts = expert_skills(world)
-    if name not in experts:
-        raise KeyError(f"world.experts has no expert {name!r}; known: {sorted(experts)}")
+    main, transfer = expert_skills(world), transfer_skills(world)
+    if name in main:
+        experts, offset = main, 0
+    elif name in transfer:
+        experts, offset = transfer, 500
+    else:
+        raise KeyError(f"world.experts and world.transfer_experts have no expert {name!r}; "
+                       f"known: {sorted(main) + sorted(transfer)}")
     set_threads(threads)
     tpl = load_template(prompt_path)
     model, tok = load_model(seed_dir)
     rows = read_jsonl(Path(data_dir) / f"expert_{name}.jsonl")
     t = world["expert_training"]
-    index = sorted(experts).index(name)
+    index = sorted(experts).index(name) + offset
     t0 = time.perf_counter()
     losses = train_causal_lm(model, tok, tpl, rows,
                              TrainSpec(t["steps"], t["lr"], t["batch_size"], warmup_steps=10, seed=seed + 101 + index,

@@ -2,8 +2,9 @@
 from pathlib import Path
 
 from selfdev.algorithms import reference_paths
-from selfdev.config import expert_names
+from selfdev.config import expert_names, family_experts
 from selfdev.paths import Paths
+from selfdev.tuning import searchable
 
 PATHS = Paths(config["results"])
 
@@ -20,6 +21,11 @@ config["eval"]["prompt"] = repo_relative(config["eval"]["prompt"])
 config["factory"]["prompt"] = repo_relative(config["factory"]["prompt"])
 ITERATIONS = list(range(1, config["loop"]["iterations"] + 1))
 EXPERTS = expert_names(config)
+TRANSFER = family_experts(config, "transfer")
+FAMILIES = ["main", "transfer"] if TRANSFER else ["main"]
+ARMS = config["study"]["arms"]
+SEEDS = list(range(config["study"]["seeds"]))
+METHODS = config["baselines"]["methods"]
 # Programs scored directly: the config's `algorithms` files, or the shipped reference set.
 ALGORITHMS = (
     {Path(a).stem: a for a in config["algorithms"]}
@@ -29,9 +35,14 @@ ALGORITHMS = (
 
 
 wildcard_constraints:
-    expert="|".join(EXPERTS),
+    expert="|".join(EXPERTS + TRANSFER),
     algo="|".join(ALGORITHMS) or "NONE",
     it=r"[1-9][0-9]*",
+    seed=r"[0-9]+",
+    arm="dpo|nodpo",
+    family="main|transfer",
+    method="|".join(METHODS),
+    mode="grid|budget",
 
 
 def cfg(*keys):
@@ -47,15 +58,26 @@ def cfg(*keys):
     return out
 
 
+def world_cfg(*keys):
+    """A subset of `world`: a rule's params hold only what it reads, so e.g. adding a transfer
+    expert retrains neither M0 nor the discovery experts."""
+    return {k: config["world"][k] for k in keys}
+
+
+def expert_cfg(wildcards):
+    family = "transfer_experts" if wildcards.expert in TRANSFER else "experts"
+    return world_cfg(family, "expert_training")
+
+
 def algorithm_file(wildcards):
     return ALGORITHMS[wildcards.algo]
 
 
-def world_files():
-    """What scoring needs from the world: M0, every task vector, the split files."""
+def world_files(family="main"):
+    """What scoring needs from the world: M0 and every task vector of the expert family."""
     return {
         "seed": PATHS.seed_model(),
-        "task_vectors": [PATHS.task_vector(e) for e in EXPERTS],
+        "task_vectors": [PATHS.task_vector(e) for e in family_experts(config, family)],
     }
 
 
@@ -65,21 +87,70 @@ def initial_factory():
 
 
 def previous_factory(wildcards):
-    """Iteration i samples from (and DPO starts from) the factory of iteration i-1."""
+    """Iteration i of the dpo arm samples from (and DPO starts from) the factory of iteration i-1;
+    the nodpo arm always samples from the initial factory."""
     it = int(wildcards.it)
-    return initial_factory() if it == 1 else PATHS.factory(it - 1)
+    if getattr(wildcards, "arm", "dpo") == "nodpo" or it == 1:
+        return initial_factory()
+    return PATHS.factory("dpo", wildcards.seed, it - 1)
 
 
 def earlier_scores(wildcards):
-    """Scores of every earlier iteration: for deduplication and the chosen pool."""
-    return [PATHS.scores(i) for i in range(1, int(wildcards.it))]
+    """Scores of every earlier iteration of the same run: for deduplication and the chosen pool."""
+    arm = getattr(wildcards, "arm", "dpo")  # pairs and dpo exist for the dpo arm only
+    return [PATHS.scores(arm, wildcards.seed, i) for i in range(1, int(wildcards.it))]
 
 
-def iteration_files(it):
+def iteration_files(arm, seed, it):
+    """One iteration's files; `tag` names its benchmark files (nodpo shares dpo's iteration 1)."""
+    files = {
+        "candidates": PATHS.candidates(arm, seed, it),
+        "executable": PATHS.executable(arm, seed, it),
+        "scores": PATHS.scores(arm, seed, it),
+    }
+    if arm == "dpo":
+        files.update(pairs=PATHS.pairs(arm, seed, it), factory=PATHS.factory(arm, seed, it))
+    owner = "dpo" if it == 1 else arm
+    return {**files, "tag": f"{owner}_s{seed}"}
+
+
+def loop_files():
+    """Every file of every run (arm x seed x iteration)."""
+    return [f for arm in ARMS for seed in SEEDS for it in ITERATIONS
+            for k, f in iteration_files(arm, seed, it).items() if k != "tag"]
+
+
+def run_scores(arm, seed):
+    return [PATHS.scores(arm, seed, it) for it in ITERATIONS]
+
+
+def budget_runs(wildcards):
+    """The discovery runs (dpo arm, every seed) whose dev evaluations a budget-matched baseline gets."""
+    return [run_scores("dpo", s) for s in SEEDS] if wildcards.mode == "budget" else []
+
+
+def baseline_files():
+    modes = ["grid", "budget"] if config["baselines"]["budget_matched"] and "dpo" in ARMS else ["grid"]
+    # A method without hyper-parameters (Model Stock) has one configuration: no search to budget.
+    main = [PATHS.baseline("main", m, mode) for m in METHODS for mode in modes if mode == "grid" or searchable(m)]
+    return main + [PATHS.baseline("transfer", m, "grid") for m in METHODS if TRANSFER]
+
+
+PLOTS = ["dev_distribution", "executable_rate", "best_so_far", "test_accuracy"]
+
+
+def study_outputs():
+    """Every study table (the `study` rule's outputs) by name."""
     return {
-        "candidates": PATHS.candidates(it),
-        "executable": PATHS.executable(it),
-        "scores": PATHS.scores(it),
-        "pairs": PATHS.pairs(it),
-        "factory": PATHS.factory(it),
+        "leaderboard": PATHS.final("leaderboard.parquet"),
+        "leaderboard_md": PATHS.final("leaderboard.md"),
+        "baselines": PATHS.final("baselines.parquet"),
+        "baselines_md": PATHS.final("baselines.md"),
+        "transfer": PATHS.final("transfer.parquet"),
+        "transfer_md": PATHS.final("transfer.md"),
+        "arms": PATHS.final("arms.json"),
+        "arms_md": PATHS.final("arms.md"),
+        "json": PATHS.summary("json"),
+        "md": PATHS.summary("md"),
+        "html": PATHS.final("study.html"),
     }

@@ -1,5 +1,8 @@
 # The Self-Developing loop. Iteration 0 is the initial factory (converted, optionally warmed up);
-# iteration i samples from the factory of i-1 (input function `previous_factory`).
+# iteration i of a run (arm x seed) samples from the factory of i-1 (input function `previous_factory`).
+# Arm `dpo` is the paper's loop; arm `nodpo` samples on the same schedule from the initial factory.
+# The loop's chain is the run's critical path: its rules go first (`priority`), and the baselines,
+# single models and the other arm fill the free core around it.
 
 
 rule factory_initial:
@@ -7,6 +10,7 @@ rule factory_initial:
         model=PATHS.factory_initial(),
     params:
         config=cfg("factory.model"),
+    priority: 10
     log:
         PATHS.log("factory_initial.log"),
     benchmark:
@@ -26,6 +30,7 @@ rule factory_warmup:
     params:
         config=cfg("seed", "factory.prompt", "factory.warmup"),
     threads: config["loop"]["threads"]
+    priority: 10
     log:
         PATHS.log("factory_warmup.log"),
     benchmark:
@@ -41,14 +46,15 @@ rule sample:
         factory=previous_factory,
         prompt=config["factory"]["prompt"],
     output:
-        candidates=PATHS.candidates("{it}"),
+        candidates=PATHS.candidates("{arm}", "{seed}", "{it}"),
     params:
         config=cfg("seed", "factory.prompt", "factory.dtype", "loop.n_samples", "loop.t1", "loop.beta", "loop.top_p", "loop.max_new_tokens", "loop.batch_size"),
-    threads: config["loop"]["threads"]
+    threads: config["threads"]
+    priority: 10
     log:
-        PATHS.log("sample_it{it}.log"),
+        PATHS.log("sample_{arm}_s{seed}_it{it}.log"),
     benchmark:
-        PATHS.benchmark("sample_it{it}.tsv")
+        PATHS.benchmark("sample_{arm}_s{seed}_it{it}.tsv")
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -57,16 +63,17 @@ rule sample:
 
 rule filter:
     input:
-        candidates=PATHS.candidates("{it}"),
+        candidates=PATHS.candidates("{arm}", "{seed}", "{it}"),
         earlier=earlier_scores,
     output:
-        executable=PATHS.executable("{it}"),
+        executable=PATHS.executable("{arm}", "{seed}", "{it}"),
     params:
         config=cfg("sandbox"),
+    priority: 10
     log:
-        PATHS.log("filter_it{it}.log"),
+        PATHS.log("filter_{arm}_s{seed}_it{it}.log"),
     benchmark:
-        PATHS.benchmark("filter_it{it}.tsv")
+        PATHS.benchmark("filter_{arm}_s{seed}_it{it}.tsv")
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -76,20 +83,21 @@ rule filter:
 rule score:
     input:
         unpack(lambda wc: world_files()),
-        candidates=PATHS.candidates("{it}"),
-        executable=PATHS.executable("{it}"),
+        candidates=PATHS.candidates("{arm}", "{seed}", "{it}"),
+        executable=PATHS.executable("{arm}", "{seed}", "{it}"),
         earlier=earlier_scores,
         rows=PATHS.data("dev"),
         prompt=config["eval"]["prompt"],
     output:
-        scores=PATHS.scores("{it}"),
+        scores=PATHS.scores("{arm}", "{seed}", "{it}"),
     params:
         config=cfg("eval", "sandbox"),
-    threads: config["loop"]["threads"]
+    threads: config["threads"]
+    priority: 10
     log:
-        PATHS.log("score_it{it}.log"),
+        PATHS.log("score_{arm}_s{seed}_it{it}.log"),
     benchmark:
-        PATHS.benchmark("score_it{it}.tsv")
+        PATHS.benchmark("score_{arm}_s{seed}_it{it}.tsv")
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -98,17 +106,18 @@ rule score:
 
 rule pairs:
     input:
-        scores=PATHS.scores("{it}"),
+        scores=PATHS.scores("dpo", "{seed}", "{it}"),
         earlier=earlier_scores,
         prompt=config["factory"]["prompt"],
     output:
-        pairs=PATHS.pairs("{it}"),
+        pairs=PATHS.pairs("dpo", "{seed}", "{it}"),
     params:
         config=cfg("seed", "factory.prompt", "loop.p_w", "loop.p_l", "loop.min_chosen", "loop.min_rejected", "loop.earlier_top", "loop.max_pairs"),
+    priority: 10
     log:
-        PATHS.log("pairs_it{it}.log"),
+        PATHS.log("pairs_dpo_s{seed}_it{it}.log"),
     benchmark:
-        PATHS.benchmark("pairs_it{it}.tsv")
+        PATHS.benchmark("pairs_dpo_s{seed}_it{it}.tsv")
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -118,36 +127,37 @@ rule pairs:
 rule dpo:
     input:
         factory=previous_factory,
-        pairs=PATHS.pairs("{it}"),
+        pairs=PATHS.pairs("dpo", "{seed}", "{it}"),
     output:
-        model=PATHS.factory("{it}"),
+        model=PATHS.factory("dpo", "{seed}", "{it}"),
     params:
         config=cfg("seed", "dpo"),
     threads: config["loop"]["threads"]
+    priority: 10
     log:
-        PATHS.log("dpo_it{it}.log"),
+        PATHS.log("dpo_dpo_s{seed}_it{it}.log"),
     benchmark:
-        PATHS.benchmark("dpo_it{it}.tsv")
+        PATHS.benchmark("dpo_dpo_s{seed}_it{it}.tsv")
     conda:
         "../envs/selfdev.yaml"
     script:
         "../scripts/dpo.py"
 
 
-rule summary:
+rule run_summary:
     input:
-        iterations=[f for it in ITERATIONS for f in iteration_files(it).values()],
+        iterations=lambda wc: [f for it in ITERATIONS for k, f in iteration_files(wc.arm, int(wc.seed), it).items() if k != "tag"],
         world_report=PATHS.world_report("json"),
     output:
-        json=PATHS.summary("json"),
-        md=PATHS.summary("md"),
+        json=PATHS.run_summary("{arm}", "{seed}", "json"),
+        md=PATHS.run_summary("{arm}", "{seed}", "md"),
     params:
-        iterations=[iteration_files(it) for it in ITERATIONS],
+        iterations=lambda wc: [iteration_files(wc.arm, int(wc.seed), it) for it in ITERATIONS],
         benchmarks=PATHS.benchmark(""),
     log:
-        PATHS.log("summary.log"),
+        PATHS.log("summary_{arm}_s{seed}.log"),
     benchmark:
-        PATHS.benchmark("summary.tsv")
+        PATHS.benchmark("summary_{arm}_s{seed}.tsv")
     conda:
         "../envs/selfdev.yaml"
     script:

@@ -6,7 +6,7 @@ rule world_data:
         seed_train=PATHS.data("seed_train"),
         dev=PATHS.data("dev"),
         test=PATHS.data("test"),
-        experts=[PATHS.data(f"expert_{e}") for e in EXPERTS],
+        experts=[PATHS.data(f"expert_{e}") for e in EXPERTS + TRANSFER],
     params:
         world=config["world"],
         seed=config["seed"],
@@ -27,7 +27,7 @@ rule world_seed:
     output:
         model=PATHS.seed_model(),
     params:
-        world=config["world"],
+        world=world_cfg("model", "seed_training"),
         seed=config["seed"],
     threads: config["world"]["seed_training"]["threads"]
     log:
@@ -48,7 +48,7 @@ rule world_expert:
     output:
         model=PATHS.expert_model("{expert}"),
     params:
-        world=config["world"],
+        world=expert_cfg,
         seed=config["seed"],
     threads: config["threads"]
     log:

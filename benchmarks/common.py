@@ -1,0 +1,46 @@
+"""Shared by the benchmark scripts: running the workflow from scratch and reading its benchmark files."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rule_seconds(bench_dir: Path) -> dict[str, float]:
+    """Wall seconds per finished rule, from Snakemake's benchmark TSV files."""
+    out = {}
+    for tsv in sorted(bench_dir.glob("*.tsv")):
+        lines = tsv.read_text().splitlines()
+        if len(lines) >= 2:
+            out[tsv.stem] = float(lines[1].split("\t")[0])
+    return out
+
+
+def run_workflow(workdir: str | Path, configfile: str | None) -> tuple[Path, float]:
+    """`snakemake --cores all` from scratch in `workdir`: (results folder, wall seconds)."""
+    work = Path(workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work), "--cores", "all"]
+    if configfile:
+        cmd += ["--configfile", configfile]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return work / "results", time.perf_counter() - t0
+
+
+def parse_args(doc: str, default_workdir: str, argv: list[str] | None):
+    """The benchmark scripts' shared options: --run (from scratch in --workdir) or --results."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", action="store_true", help="run the workflow from scratch first")
+    ap.add_argument("--workdir", default=default_workdir)
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--configfile", default=None)
+    return ap.parse_args(argv)

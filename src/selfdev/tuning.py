@@ -1,0 +1,153 @@
+"""Human-designed baselines through mergekit's own merge methods, tuned on dev, scored on test.
+
+mergekit (the package the paper merged with) is called at the tensor level: for each merged
+parameter, a TensorGroup of M0's tensor (the base) and every expert's tensor (M0 + tau_j) goes
+through mergekit's registered method; the result minus M0 is the merged task vector, scored like
+any program's. Baselines are trusted project code, so they run in-process, not in the sandbox.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+BASELINE_V = "selfdev.baseline.v1"
+SINGLES_V = "selfdev.singles.v1"
+
+
+@dataclass(frozen=True)
+class Method:
+    mergekit_name: str
+    uses_base: bool  # linear averages the experts themselves; the others work on deltas from M0
+    searchable: tuple[str, ...]  # hyper-parameters of the grid
+
+
+METHODS: dict[str, Method] = {
+    "task_arithmetic": Method("task_arithmetic", True, ("lambda",)),
+    "ties": Method("ties", True, ("density", "lambda")),
+    "dare_ties": Method("dare_ties", True, ("density", "lambda")),
+    "model_stock": Method("model_stock", True, ()),
+    "linear": Method("linear", False, ()),
+}
+
+# The budget-matched random search also draws per-expert weights, where the method takes them.
+WEIGHTED = {"task_arithmetic", "ties", "dare_ties", "linear"}
+
+
+def searchable(method: str) -> bool:
+    """Whether the method has anything for a random search to draw."""
+    return bool(METHODS[method].searchable) or method in WEIGHTED
+
+
+def mergekit_delta(method: str, base, task_vectors: Sequence, params: dict, name: str = "", seed: int = 0):
+    """Merged task vector of one parameter by mergekit's implementation of `method`.
+
+    params: `lambda`, `density` (shared) and `weights` (one per expert), each optional."""
+    import torch
+    from mergekit.merge_methods import registry
+    from mergekit.merge_methods.base import TensorGroup
+
+    if method not in METHODS:
+        raise ValueError(f"unknown baseline method {method!r}; known: {sorted(METHODS)}")
+    spec = METHODS[method]
+    base = base.float()
+    experts = [base + t.float() for t in task_vectors]
+    weights = list(params.get("weights") or [1.0] * len(experts))
+    if len(weights) != len(experts):
+        raise ValueError(f"{method}: {len(weights)} weights for {len(experts)} experts")
+    args: dict = {}
+    if spec.uses_base:
+        group = TensorGroup.from_tensors([base, *experts], base_index=0, name=name)
+        if method != "model_stock":
+            args = {"weight": weights, "lambda": float(params.get("lambda", 1.0))}
+            if "density" in spec.searchable:
+                args["density"] = float(params.get("density", 1.0))
+    else:
+        group = TensorGroup.from_tensors(experts, name=name)
+        args = {"weight": weights}
+    # DARE drops entries at random: a fixed generator state makes every configuration reproducible.
+    torch.manual_seed(seed)
+    (out,) = registry.get(spec.mergekit_name)([group], parameters=args)
+    return (out.float() - base).contiguous()
+
+
+def merged_by(method: str, params: dict, names: Sequence[str], base_of: Callable, tvs_of: Callable,
+              seed: int = 0) -> dict:
+    return {n: mergekit_delta(method, base_of(n), tvs_of(n), params, n, seed) for n in names}
+
+
+def _linspace(lo: float, hi: float, n: int) -> list[float]:
+    return [lo] if n == 1 else [round(lo + (hi - lo) * i / (n - 1), 6) for i in range(n)]
+
+
+def grid(method: str, size: int, lambda_range: Sequence[float], density_range: Sequence[float]) -> list[dict]:
+    """Hyper-parameter grid of `size` values per searchable parameter (one point for none)."""
+    spec = METHODS[method]
+    lams = _linspace(*lambda_range, size)
+    if spec.searchable == ("lambda",):
+        return [{"lambda": x} for x in lams]
+    if spec.searchable == ("density", "lambda"):
+        return [{"density": d, "lambda": x} for d in _linspace(*density_range, size) for x in lams]
+    return [{}]
+
+
+def random_configs(method: str, n: int, n_experts: int, lambda_range: Sequence[float],
+                   density_range: Sequence[float], weight_range: Sequence[float], seed: int) -> list[dict]:
+    """`n` configurations drawn uniformly from the method's space (plus per-expert weights)."""
+    rng = random.Random(seed)
+    spec = METHODS[method]
+    out = []
+    for _ in range(n):
+        cfg: dict = {}
+        if "lambda" in spec.searchable:
+            cfg["lambda"] = round(rng.uniform(*lambda_range), 6)
+        if "density" in spec.searchable:
+            cfg["density"] = round(rng.uniform(*density_range), 6)
+        if method in WEIGHTED:
+            cfg["weights"] = [round(rng.uniform(*weight_range), 6) for _ in range(n_experts)]
+        out.append(cfg)
+    return out
+
+
+def tune(method: str, configs: Sequence[dict], evaluate_dev: Callable[[dict], float]) -> tuple[list[dict], dict]:
+    """Every configuration's dev accuracy and the best one (first of equals: deterministic)."""
+    rows = [{"params": c, "dev_accuracy": evaluate_dev(c)} for c in configs]
+    best = max(rows, key=lambda r: r["dev_accuracy"])  # max keeps the first of ties
+    return rows, best
+
+
+def tune_and_test(scorer, method: str, mode: str, configs: Sequence[dict], test_rows: Sequence[dict],
+                  seed: int, family: str, progress=None) -> dict:
+    """Tune `method` over `configs` on the scorer's (dev) rows, then score the best once on test."""
+    from .stats import bits
+
+    names = scorer.tvs.names
+
+    def merged(params: dict) -> dict:
+        return merged_by(method, params, names, scorer.base, scorer.tvs.get, seed)
+
+    def dev(params: dict) -> float:
+        acc = scorer.evaluate_merged(merged(params)).accuracy
+        if progress:
+            progress.update(1)
+        return acc
+
+    t0 = time.perf_counter()
+    rows, best = tune(method, configs, dev)
+    test = scorer.evaluate_merged(merged(best["params"]), rows=test_rows)
+    return {"schema_version": BASELINE_V, "family": family, "method": method, "mode": mode,
+            "n_evaluations": len(rows), "evaluations": rows, "best_params": best["params"],
+            "dev_accuracy": best["dev_accuracy"], "test_accuracy": test.accuracy, "n_test": test.n,
+            "test_correct": bits(test.correct), "seconds": time.perf_counter() - t0}
+
+
+def discovery_budget(score_tables_per_run: Sequence[Sequence[Sequence[dict]]]) -> int:
+    """Dev evaluations one discovery run used: programs it scored itself (reused scores are free),
+    averaged over runs (seeds) and rounded."""
+    counts = [sum(1 for rows in run for r in rows if r.get("status") == "new" and r.get("executable"))
+              for run in score_tables_per_run]
+    if not counts:
+        raise ValueError("no discovery run to match the budget of")
+    return max(1, round(sum(counts) / len(counts)))

@@ -1,0 +1,163 @@
+# The final study: top programs on test, mergekit baselines (grid and budget-matched), transfer to a
+# new expert family, the arms' comparison, plots and the HTML report.
+
+
+rule final_test:
+    input:
+        unpack(lambda wc: world_files()),
+        scores=lambda wc: run_scores(wc.arm, int(wc.seed)),
+        rows=PATHS.data("test"),
+        prompt=config["eval"]["prompt"],
+    output:
+        test=PATHS.final_test("{arm}", "{seed}"),
+    params:
+        config=cfg("eval", "sandbox", "study"),
+    threads: config["threads"]
+    log:
+        PATHS.log("final_test_{arm}_s{seed}.log"),
+    benchmark:
+        PATHS.benchmark("final_test_{arm}_s{seed}.tsv")
+    conda:
+        "../envs/selfdev.yaml"
+    script:
+        "../scripts/final_test.py"
+
+
+rule baseline:
+    input:
+        unpack(lambda wc: world_files(wc.family)),
+        budget=lambda wc: [p for run in budget_runs(wc) for p in run],
+        dev=PATHS.data("dev"),
+        test=PATHS.data("test"),
+        prompt=config["eval"]["prompt"],
+    output:
+        record=PATHS.baseline("{family}", "{method}", "{mode}"),
+    params:
+        config=cfg("seed", "eval", "sandbox", "baselines"),
+        runs=budget_runs,
+    threads: config["threads"]
+    log:
+        PATHS.log("baseline_{family}_{method}_{mode}.log"),
+    benchmark:
+        PATHS.benchmark("baseline_{family}_{method}_{mode}.tsv")
+    conda:
+        "../envs/selfdev.yaml"
+    script:
+        "../scripts/baseline.py"
+
+
+rule singles:
+    input:
+        seed=PATHS.seed_model(),
+        experts=lambda wc: [PATHS.expert_model(e) for e in family_experts(config, wc.family)],
+        dev=PATHS.data("dev"),
+        test=PATHS.data("test"),
+        prompt=config["eval"]["prompt"],
+    output:
+        record=PATHS.singles("{family}"),
+    params:
+        config=cfg("eval"),
+    threads: config["threads"]
+    log:
+        PATHS.log("singles_{family}.log"),
+    benchmark:
+        PATHS.benchmark("singles_{family}.tsv")
+    conda:
+        "../envs/selfdev.yaml"
+    script:
+        "../scripts/singles.py"
+
+
+rule transfer:
+    input:
+        unpack(lambda wc: world_files("transfer")),
+        scores=[p for s in SEEDS for p in run_scores("dpo", s)],
+        dev=PATHS.data("dev"),
+        test=PATHS.data("test"),
+        prompt=config["eval"]["prompt"],
+    output:
+        programs=PATHS.transfer_programs(),
+    params:
+        config=cfg("eval", "sandbox", "study", "transfer"),
+    threads: config["threads"]
+    log:
+        PATHS.log("transfer.log"),
+    benchmark:
+        PATHS.benchmark("transfer.tsv")
+    conda:
+        "../envs/selfdev.yaml"
+    script:
+        "../scripts/transfer.py"
+
+
+rule study:
+    input:
+        finals=[PATHS.final_test(a, s) for a in ARMS for s in SEEDS],
+        baselines=baseline_files(),
+        singles=[PATHS.singles(f) for f in FAMILIES],
+        transfer=[PATHS.transfer_programs()] if TRANSFER and "dpo" in ARMS else [],
+        scores=[PATHS.scores(a, s, it) for a in ARMS for s in SEEDS for it in ITERATIONS],
+    output:
+        **{k: report(v, category="Study", caption="../report/study.rst") if k == "html" else v
+           for k, v in study_outputs().items()},
+    params:
+        config=cfg("study"),
+        runs={a: {s: run_scores(a, s) for s in SEEDS} for a in ARMS},
+    log:
+        PATHS.log("study.log"),
+    benchmark:
+        PATHS.benchmark("study.tsv")
+    conda:
+        "../envs/selfdev.yaml"
+    script:
+        "../scripts/study.py"
+
+
+rule plots:
+    input:
+        leaderboard=PATHS.final("leaderboard.parquet"),
+        baselines=PATHS.final("baselines.parquet"),
+        arms=PATHS.final("arms.json"),
+        summaries=[PATHS.run_summary(a, s, "json") for a in ARMS for s in SEEDS],
+    output:
+        **{name: report(PATHS.plot(name), category="Plots", caption=f"../report/{name}.rst") for name in PLOTS},
+    log:
+        PATHS.log("plots.log"),
+    benchmark:
+        PATHS.benchmark("plots.tsv")
+    conda:
+        "../envs/selfdev.yaml"
+    script:
+        "../scripts/plots.py"
+
+
+rule study_targets:
+    # Everything but the HTML report, which `report_html` builds from these with `snakemake --report`.
+    input:
+        world_report=PATHS.world_report("md"),
+        algorithms=PATHS.algorithms_summary("md"),
+        task_vectors=[PATHS.task_vector(e) for e in EXPERTS + TRANSFER],
+        scores=[PATHS.score(a) for a in sorted(ALGORITHMS)],
+        loop=loop_files(),
+        runs=[PATHS.run_summary(a, s, "md") for a in ARMS for s in SEEDS],
+        study=list(study_outputs().values()),
+        plots=[PATHS.plot(p) for p in PLOTS],
+
+
+rule report_html:
+    input:
+        rules.study_targets.input,
+    output:
+        html=PATHS.report_html(),
+        config=PATHS.final("report_config.yaml"),
+    params:
+        config=config,
+        snakefile=workflow.main_snakefile,
+    log:
+        PATHS.log("report_html.log"),
+    benchmark:
+        PATHS.benchmark("report_html.tsv")
+    conda:
+        "../envs/selfdev.yaml"
+    script:
+        "../scripts/report_html.py"
