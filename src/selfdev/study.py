@@ -39,7 +39,9 @@ def top_programs(score_tables: Sequence[Sequence[dict]], k: int) -> list[dict]:
     return loop.best_programs([r for rows in score_tables for r in rows], k)
 
 
-def with_ci(row: dict, correct: Sequence[bool], n_boot: int, level: float, seed: int) -> dict:
+def with_ci(row: dict, correct: Sequence[bool], n_boot: int, level: float, seed: int = 0) -> dict:
+    """The row with its test interval; one resampling seed for every row, so equal results get
+    equal intervals."""
     ci = bootstrap_mean([float(c) for c in correct], n_boot, level, seed)
     return {**row, "test_low": ci.low, "test_high": ci.high, "n_test": len(correct), "test_correct": bits(correct)}
 
@@ -52,12 +54,12 @@ def baseline_rows(records: Sequence[dict], singles: Sequence[dict], n_boot: int,
         for m in s["rows"]:
             rows.append(with_ci({"family": s["family"], "model": m["model"], "method": "single", "mode": "-",
                                  "n_evaluations": 0, "params": "{}", "dev_accuracy": m["dev_accuracy"],
-                                 "test_accuracy": m["test_accuracy"]}, from_bits(m["test_correct"]), n_boot, level, 0))
+                                 "test_accuracy": m["test_accuracy"]}, from_bits(m["test_correct"]), n_boot, level))
     for r in records:
         rows.append(with_ci({"family": r["family"], "model": "merged", "method": r["method"], "mode": r["mode"],
                              "n_evaluations": r["n_evaluations"], "params": json.dumps(r["best_params"]),
                              "dev_accuracy": r["dev_accuracy"], "test_accuracy": r["test_accuracy"]},
-                            from_bits(r["test_correct"]), n_boot, level, 0))
+                            from_bits(r["test_correct"]), n_boot, level))
     return rows
 
 
@@ -292,7 +294,7 @@ def final_test_step(config: dict, arm: str, seed: int, score_paths: Sequence[str
                "test_accuracy": rec.accuracy, "test_low": None, "test_high": None, "n_test": rec.n,
                "test_correct": ""}
         if rec.executable:
-            row = with_ci(row, rec.correct, st["bootstrap"], st["ci"], rank)
+            row = with_ci(row, rec.correct, st["bootstrap"], st["ci"])
         rows.append(row)
     loop.write_table(rows, out_path, FINAL_V, FINAL_COLUMNS)
     return {"programs": len(rows), "best_test": rows[0]["test_accuracy"] if rows else None}
@@ -373,7 +375,7 @@ def transfer_step(config: dict, score_paths: Sequence[str], seed_dir: str, task_
         if outcome.ok:
             dev, result = scorer.evaluate_merged(outcome.merged), scorer.evaluate_merged(outcome.merged, rows=test)
             row = with_ci({**row, "dev_accuracy": dev.accuracy, "test_accuracy": result.accuracy}, result.correct,
-                          st["bootstrap"], st["ci"], rank)
+                          st["bootstrap"], st["ci"])
         rows.append(row)
     loop.write_table(rows, out_path, TRANSFER_V, TRANSFER_COLUMNS)
     return {"programs": len(rows)}
