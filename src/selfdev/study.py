@@ -85,13 +85,11 @@ def iteration_dev_scores(score_tables: Sequence[Sequence[dict]]) -> list[list[fl
 
 def arm_iteration_stats(runs: dict[int, list[list[dict]]], n_boot: int, level: float) -> list[dict]:
     """Per iteration, pooled over seeds: mean dev with CI (over programs), max dev, best-so-far."""
-    n_it = max(len(t) for t in runs.values())
+    per_seed = [iteration_dev_scores(tables) for tables in runs.values()]
     stats = []
-    for i in range(n_it):
-        pooled = [a for tables in runs.values() if i < len(tables) for a in iteration_dev_scores(tables)[i]]
-        best_so_far = [max((a for it in iteration_dev_scores(tables)[: i + 1] for a in it), default=None)
-                       for tables in runs.values()]
-        best_so_far = [b for b in best_so_far if b is not None]
+    for i in range(max(len(s) for s in per_seed)):
+        pooled = [a for s in per_seed if i < len(s) for a in s[i]]
+        best_so_far = [max(a for it in s[: i + 1] for a in it) for s in per_seed if any(s[: i + 1])]
         ci = bootstrap_mean(pooled, n_boot, level, i) if pooled else None
         stats.append({"iteration": i + 1, "programs": len(pooled),
                       "dev_mean": ci.estimate if ci else None, "dev_low": ci.low if ci else None,
@@ -112,9 +110,11 @@ def arms_comparison(finals: Sequence[dict], runs: dict[str, dict[int, list[list[
     """Per arm: best test accuracy (the top program by dev of each seed) with CI and per-iteration
     dev means; and whether DPO beat no-DPO, on test (paired over problems) and on the last
     iteration's dev scores (unpaired over programs)."""
-    arms = {}
+    arms, tops_of = {}, {}
     for arm, arm_runs in runs.items():
-        tops = [r for r in finals if r["arm"] == arm and r["rank"] == 1 and r["test_correct"]]
+        tops = sorted((r for r in finals if r["arm"] == arm and r["rank"] == 1 and r["test_correct"]),
+                      key=lambda r: r["seed"])
+        tops_of[arm] = tops
         entry = {"seeds": sorted(arm_runs), "iterations": arm_iteration_stats(arm_runs, n_boot, level),
                  "best_test_per_seed": {str(r["seed"]): r["test_accuracy"] for r in tops}}
         if tops:
@@ -122,12 +122,8 @@ def arms_comparison(finals: Sequence[dict], runs: dict[str, dict[int, list[list[
         arms[arm] = entry
     verdict: dict = {"available": "dpo" in arms and "nodpo" in arms}
     if verdict["available"]:
-        d_tops = sorted((r for r in finals if r["arm"] == "dpo" and r["rank"] == 1 and r["test_correct"]),
-                        key=lambda r: r["seed"])
-        n_tops = sorted((r for r in finals if r["arm"] == "nodpo" and r["rank"] == 1 and r["test_correct"]),
-                        key=lambda r: r["seed"])
-        if d_tops and n_tops:
-            diff = paired_difference(mean_correct(d_tops), mean_correct(n_tops), n_boot, level, 2)
+        if tops_of["dpo"] and tops_of["nodpo"]:
+            diff = paired_difference(mean_correct(tops_of["dpo"]), mean_correct(tops_of["nodpo"]), n_boot, level, 2)
             verdict["test_difference"] = diff.to_dict()
             verdict["test_statement"] = _statement("best program's test accuracy", diff)
         last_d = arms["dpo"]["iterations"][-1]["dev_scores"]
