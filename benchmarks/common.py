@@ -44,3 +44,20 @@ def parse_args(doc: str, default_workdir: str, argv: list[str] | None):
     ap.add_argument("--results", default="results")
     ap.add_argument("--configfile", default=None)
     return ap.parse_args(argv)
+
+
+def load_bench_config(doc: str, repeats: int, argv: list[str] | None):
+    """(args, config) for the per-candidate benchmarks: --config and --repeats; torch threads as the config's."""
+    import argparse
+
+    import torch
+
+    from selfdev.config import load_config
+
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--config", default="config/config.yaml")
+    ap.add_argument("--repeats", type=int, default=repeats)
+    args = ap.parse_args(argv)
+    config = load_config(args.config)
+    torch.set_num_threads(config["threads"])
+    return args, config

@@ -11,16 +11,20 @@ world's task vectors plus dev scoring sandboxed vs in-process. Targets (issue: s
 
 from __future__ import annotations
 
-import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 from selfdev.algorithms import reference_paths
 from selfdev.api import make_scorer, world_inputs
-from selfdev.config import load_config, sandbox_limits
+from selfdev.config import sandbox_limits
 from selfdev.probe import _cases, check_program, probe_inputs
 from selfdev.program import load_merge
 from selfdev.taskvectors import merge_in_sandbox
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load_bench_config  # noqa: E402
 
 
 def _in_process_probe(merge) -> None:
@@ -30,14 +34,7 @@ def _in_process_probe(merge) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config", default="config/config.yaml")
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args(argv)
-    config = load_config(args.config)
-    import torch
-
-    torch.set_num_threads(config["threads"])
+    args, config = load_bench_config(__doc__, 5, argv)
     files = world_inputs(config, "dev")
     scorer = make_scorer(config, files["seed_dir"], files["task_vectors"], files["rows"])
     probe_limits, merge_limits = sandbox_limits(config, "probe"), sandbox_limits(config, "merge")

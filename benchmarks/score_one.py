@@ -9,29 +9,26 @@ Prints figures; asserts nothing (speed targets live here, not in timed tests).
 
 from __future__ import annotations
 
-import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 from selfdev.algorithms import reference_paths
 from selfdev.api import make_scorer, world_inputs
-from selfdev.config import load_config, sandbox_limits
+from selfdev.config import sandbox_limits
 from selfdev.paths import Paths
 from selfdev.probe import check_program
 from selfdev.sandbox import run_jobs
 from selfdev.taskvectors import merge_in_sandbox
 from selfdev.world import build_seconds
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import load_bench_config  # noqa: E402
+
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config", default="config/config.yaml")
-    ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args(argv)
-    config = load_config(args.config)
-    import torch
-
-    torch.set_num_threads(config["threads"])
+    args, config = load_bench_config(__doc__, 3, argv)
     paths = Paths(config["results"])
 
     print("## World build, seconds per rule (Snakemake benchmark files)")

@@ -6,6 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def iteration_owner(arm: str, it) -> str:
+    """The arm whose files hold iteration `it` of `arm`: nodpo's iteration 1 is dpo's (same factory,
+    temperature and seed), every other iteration its own."""
+    return "dpo" if arm == "nodpo" and str(it) == "1" else arm
+
+
 @dataclass(frozen=True)
 class Paths:
     results: str = "results"
@@ -58,9 +64,7 @@ class Paths:
         return self._p("factory", "warmup", "model.safetensors")
 
     def iteration(self, arm: str, seed, it, name: str) -> str:
-        if arm == "nodpo" and str(it) == "1":
-            arm = "dpo"
-        return self._p("loop", arm, f"seed{seed}", f"iter{it}", name)
+        return self._p("loop", iteration_owner(arm, it), f"seed{seed}", f"iter{it}", name)
 
     def candidates(self, arm: str, seed, it) -> str:
         return self.iteration(arm, seed, it, "candidates.parquet")

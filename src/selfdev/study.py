@@ -265,22 +265,17 @@ def study_markdown(study: dict, sections: Sequence[str]) -> str:
 
 
 # --- steps (files in, files out) -----------------------------------------------------------------
-def _scorer(config: dict, seed_dir: str, task_vectors: Sequence[str], rows_path: str):
-    from .api import make_scorer
-
-    return make_scorer(config, seed_dir, task_vectors, rows_path)
-
-
 def final_test_step(config: dict, arm: str, seed: int, score_paths: Sequence[str], seed_dir: str,
                     task_vectors: Sequence[str], test_path: str, out_path: str, threads: int) -> dict:
     """The arm-seed's top-k programs by dev, each scored once on test in the sandbox."""
+    from .api import make_scorer
     from .lm import set_threads
 
     set_threads(threads)
     st = config["study"]
     tables = [loop.read_table(p, loop.SCORES_V) for p in score_paths]
     top = top_programs(tables, st["top_k"])
-    scorer = _scorer(config, seed_dir, task_vectors, test_path) if top else None
+    scorer = make_scorer(config, seed_dir, task_vectors, test_path) if top else None
     rows = []
     for rank, prog in enumerate(top, 1):
         rec = scorer.score_program(prog["code"], probe_first=False)
@@ -302,13 +297,14 @@ def baseline_step(config: dict, family: str, method: str, mode: str, seed_dir: s
     """A mergekit baseline tuned on dev (`grid`, or `budget`: random search with the discovery run's
     number of dev evaluations), then scored once on test."""
     from . import tuning
+    from .api import make_scorer
     from .gsm8k import read_jsonl
     from .lm import set_threads
     from .steps import _progress
 
     set_threads(threads)
     b = config["baselines"]
-    scorer = _scorer(config, seed_dir, task_vectors, dev_path)
+    scorer = make_scorer(config, seed_dir, task_vectors, dev_path)
     if mode == "grid":
         configs = tuning.grid(method, b["grid_size"], b["lambda_range"], b["density_range"])
     elif mode == "budget":
@@ -351,6 +347,7 @@ def singles_step(config: dict, family: str, seed_dir: str, expert_dirs: Sequence
 def transfer_step(config: dict, score_paths: Sequence[str], seed_dir: str, task_vectors: Sequence[str],
                   dev_path: str, test_path: str, out_path: str, threads: int) -> dict:
     """The dpo arm's top programs (by discovery dev), applied unchanged to the transfer family."""
+    from .api import make_scorer
     from .gsm8k import read_jsonl
     from .lm import set_threads
     from .taskvectors import merge_in_sandbox
@@ -358,7 +355,7 @@ def transfer_step(config: dict, score_paths: Sequence[str], seed_dir: str, task_
     set_threads(threads)
     st = config["study"]
     top = top_programs([loop.read_table(p, loop.SCORES_V) for p in score_paths], config["transfer"]["top_k"])
-    scorer = _scorer(config, seed_dir, task_vectors, dev_path) if top else None
+    scorer = make_scorer(config, seed_dir, task_vectors, dev_path) if top else None
     test = read_jsonl(test_path)
     rows = []
     for rank, prog in enumerate(top, 1):

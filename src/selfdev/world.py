@@ -19,6 +19,9 @@ from .lm import TinyLlamaSpec, TrainSpec, build_tiny_llama, set_threads, train_c
 from .prompts import load_template
 
 DATA_FORMAT = "selfdev.world_data.v1"
+# The transfer family's data and training seeds start this far from the discovery family's, so
+# adding or renaming transfer experts never changes the discovery world.
+TRANSFER_SEED_OFFSET = 500
 
 
 def build_data(world: dict, seed: int, out_dir: str | Path) -> dict:
@@ -45,7 +48,7 @@ def build_data(world: dict, seed: int, out_dir: str | Path) -> dict:
              "seed_train": toydata.make_split(seed * 1000 + 1, skills, d["seed_train_per_skill"], restricted=True)}
     files.update(_expert_files(experts, skills, d, seed, offset=0))
     # The transfer family draws its own data seeds: same generator, problems never seen in discovery.
-    files.update(_expert_files(transfer, skills, d, seed, offset=500))
+    files.update(_expert_files(transfer, skills, d, seed, offset=TRANSFER_SEED_OFFSET))
     for name, rows in files.items():
         write_jsonl(rows, out / f"{name}.jsonl")
     meta = {"format": DATA_FORMAT, "skills": skills, "sizes": {k: len(v) for k, v in files.items()}}
@@ -118,7 +121,7 @@ def train_expert(world: dict, name: str, seed: int, prompt_path: str | Path, dat
     if name in main:
         experts, offset = main, 0
     elif name in transfer:
-        experts, offset = transfer, 500
+        experts, offset = transfer, TRANSFER_SEED_OFFSET
     else:
         raise KeyError(f"world.experts and world.transfer_experts have no expert {name!r}; "
                        f"known: {sorted(main) + sorted(transfer)}")

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from selfdev.algorithms import reference_paths
 from selfdev.config import expert_names, family_experts
-from selfdev.paths import Paths
+from selfdev.paths import Paths, iteration_owner
 from selfdev.tuning import searchable
 
 PATHS = Paths(config["results"])
@@ -110,8 +110,7 @@ def iteration_files(arm, seed, it):
     }
     if arm == "dpo":
         files.update(pairs=PATHS.pairs(arm, seed, it), factory=PATHS.factory(arm, seed, it))
-    owner = "dpo" if it == 1 else arm
-    return {**files, "tag": f"{owner}_s{seed}"}
+    return {**files, "tag": f"{iteration_owner(arm, it)}_s{seed}"}
 
 
 def loop_files():
