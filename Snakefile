@@ -4,16 +4,27 @@
 # arms, then the final study: held-out leaderboard, mergekit baselines, transfer, plots, HTML report.
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version
+
+from selfdev.config import ConfigError, validate_config
 
 min_version("8.0")
 
 
-# The embedded default; `--configfile other.yaml` overrides its keys.
+# The embedded default holds no values: every default lives in workflow/schemas/config.schema.yaml.
+# `--configfile other.yaml` sets keys.
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# The same full validation as the `selfdev` CLI (schema, defaults, cross-key checks), before any job:
+# an invalid config fails here with one line naming the key, and nothing runs.
+try:
+    _validated = validate_config(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
+config.clear()
+config.update(_validated)
 
 
 include: "workflow/rules/common.smk"

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+import selfdev  # noqa: F401  - first, so its CPU-numerics pinning precedes any torch import
+
 REPO = Path(__file__).resolve().parents[1]
 GSM8K_DIR = Path(os.environ.get("SELFDEV_GSM8K_DIR", REPO.parent / "shared" / "data" / "gsm8k"))
 
@@ -41,19 +43,21 @@ def gsm8k_file(name: str) -> Path:
 def micro_world(tmp_path_factory):
     """A real (tiny) world built with the same functions the workflow runs: data, M0, experts, task vectors."""
     from selfdev import world
-    from selfdev.config import expert_names
     from selfdev.paths import Paths
     from selfdev.taskvectors import write_task_vector
 
     root = tmp_path_factory.mktemp("world")
     cfg = micro_config(root / "results")
     p = Paths(cfg["results"])
-    world.build_data(cfg["world"], cfg["seed"], p.data_dir())
-    world.train_seed(cfg["world"], cfg["seed"], cfg["eval"]["prompt"], p.data_dir(), p.seed_dir())
-    for e in expert_names(cfg):
-        world.train_expert(cfg["world"], e, cfg["seed"], cfg["eval"]["prompt"], p.data_dir(), p.seed_dir(),
-                           p.expert_dir(e))
-        Path(p.task_vector(e)).parent.mkdir(parents=True, exist_ok=True)
+    prompt = cfg["eval"]["prompt"]
+    for split in world.SPLITS:
+        world.write_split(split=split, config=cfg, out=p.data(split))
+    world.seed_step(config=cfg, prompt=prompt, data=p.data("seed_train"), out_dir=p.seed_dir())
+    for entry in cfg["world"]["experts"]:
+        e, expert_cfg = entry["name"], {**cfg, "expert": entry}
+        world.write_expert_data(name=e, config=expert_cfg, out=p.data(f"expert_{e}"))
+        world.expert_step(name=e, config=expert_cfg, prompt=prompt, data=p.data(f"expert_{e}"),
+                          seed_dir=p.seed_dir(), out_dir=p.expert_dir(e))
         write_task_vector(p.seed_dir(), p.expert_dir(e), p.task_vector(e), cfg["merge"]["include"])
     return cfg
 
@@ -64,3 +68,57 @@ def tiny_factory(tmp_path_factory):
     from factory_fixture import build_tiny_factory
 
     return build_tiny_factory(tmp_path_factory.mktemp("factory") / "tiny")
+
+
+def sandbox(phase: str = "probe", **keys):
+    """SandboxLimits built the way the workflow builds them: from a validated config (`sandbox.*` keys)."""
+    from selfdev.config import sandbox_limits, validate_config
+
+    wall = {"probe_wall_s" if phase == "probe" else "merge_wall_s": keys.pop("wall_s")} if "wall_s" in keys else {}
+    return sandbox_limits(validate_config({"sandbox": {**keys, **wall}}), phase)
+
+
+def defaults(*path: str):
+    """A section of the default config (the schema's defaults), e.g. defaults("loop")."""
+    from selfdev.config import validate_config
+
+    out = validate_config({})
+    for key in path:
+        out = out[key]
+    return out
+
+
+# The micro workflow run: a slightly stronger world than MICRO_WORLD, so that programs score
+# differently and the loop forms real preference pairs; every loop and study knob small.
+WORKFLOW_WORLD = {**MICRO_WORLD,
+                  "model": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2},
+                  "data": {**MICRO_WORLD["data"], "dev_per_skill": 25},
+                  "seed_training": {"steps": 500, "lr": 0.01, "batch_size": 32},
+                  # Large expert updates: scaled sums break the model, averages do not, so scores differ.
+                  "expert_training": {"steps": 40, "lr": 0.02, "batch_size": 16},
+                  "transfer_experts": [{"name": "t_add", "skills": ["add"]}, {"name": "t_both", "skills": ["add", "mul"]}]}
+
+
+def workflow_config(tiny_factory, algorithms: list[str] | None = None) -> dict:
+    """The micro workflow's config (for `--configfile`), with the tiny factory as the initial factory."""
+    return {
+        "world": WORKFLOW_WORLD,
+        "eval": {"max_new_tokens": 12, "batch_size": 50},
+        "algorithms": algorithms or [],
+        "sandbox": {"probe_wall_s": 3, "merge_wall_s": 10, "cpu_s": 10, "memory_mb": 1024},
+        "factory": {"model": str(tiny_factory), "prompt": str(tiny_factory / "prompt.txt"),
+                    "warmup": {"enabled": True, "epochs": 1, "lr": 0.001, "batch_size": 8, "lora_r": 4, "lora_alpha": 8}},
+        "loop": {"iterations": 2, "n_samples": 8, "t1": 0.6, "beta": 0.2, "max_new_tokens": 120, "batch_size": 8,
+                 "min_chosen": 1, "min_rejected": 1, "max_pairs": 4},
+        "dpo": {"lr": 0.001, "epochs": 1, "batch_size": 2, "lora_r": 4, "lora_alpha": 8},
+        "study": {"top_k": 3, "bootstrap": 200},
+        "baselines": {"grid_size": 2},
+        "transfer": {"top_k": 2},
+    }
+
+
+def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+            "--configfile", str(workdir / "micro.yaml"), *args]

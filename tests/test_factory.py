@@ -8,9 +8,9 @@ from selfdev.factory import SamplingSpec, extract_body, load_factory, program_fr
 from selfdev.finetune import DpoSpec, LoraSpec, WarmupSpec, train_dpo, warmup_sft
 from selfdev.library import EXAMPLE_BODIES
 from selfdev.probe import check_program
-from selfdev.sandbox import SandboxLimits
+from conftest import defaults, sandbox
 
-LIMITS = SandboxLimits(wall_s=5, cpu_s=5, memory_mb=1024)
+LIMITS = sandbox(wall_s=5, cpu_s=5, memory_mb=1024)
 
 
 def test_sampling_is_seeded_and_yields_valid_programs(tiny_factory):
@@ -29,34 +29,62 @@ def _weights(path):
     return load_file(str(path / "model.safetensors"))
 
 
+def _completion_logp(model_dir, prompt: str, completions) -> list[float]:
+    """Summed log-probability of each completion after `prompt` under the checkpoint in `model_dir`."""
+    import torch
+
+    model, tok = load_factory(model_dir)
+    n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    out = []
+    with torch.no_grad():
+        for completion in completions:
+            ids = torch.tensor([tok(prompt + completion, add_special_tokens=False)["input_ids"]])
+            logp = model(input_ids=ids).logits[0, :-1].log_softmax(-1)
+            targets = ids[0, 1:]
+            out.append(float(logp[torch.arange(len(targets)), targets][n_prompt - 1:].sum()))
+    return out
+
+
 def test_warmup_trains_a_lora_and_saves_merged_fp32(tiny_factory, tmp_path):
-    log = warmup_sft(tiny_factory, MICRO_PROMPT, EXAMPLE_BODIES[:4], WarmupSpec(epochs=2, lr=1e-2, batch_size=2,
-                     lora=LoraSpec(r=4, alpha=8)), tmp_path / "warm")
-    assert log["steps"] == 4 and log["loss_last"] < log["loss_first"] * 1.5
+    # Bodies the tiny factory never saw (it was trained on the library), so there is something to learn.
+    bodies = ["    return task_vectors[-1] * 0.75", "    return sum(task_vectors) * 0.125",
+              "    return torch.stack(task_vectors).amax(0)", "    return task_vectors[0] - task_vectors[-1]"]
+    log = warmup_sft(tiny_factory, MICRO_PROMPT, bodies, WarmupSpec(epochs=2, lr=1e-2, batch_size=2,
+                     seed=0, lora=LoraSpec(r=4, alpha=8)), tmp_path / "warm")
+    assert log["steps"] == 4 and len(log["losses"]) == 4
+    # The warm-up makes its examples more likely (summed log-probability of the bodies after the prompt).
+    targets = ["\n" + b + "\n" for b in bodies]
+    before = _completion_logp(tiny_factory, MICRO_PROMPT, targets)
+    after = _completion_logp(tmp_path / "warm", MICRO_PROMPT, targets)
+    assert sum(after) > sum(before) + 5.0, (before, after)
     assert (tmp_path / "warm" / "adapter" / "adapter_model.safetensors").is_file()
-    before, after = _weights(tiny_factory), _weights(tmp_path / "warm")
-    assert all(t.dtype.is_floating_point and str(t.dtype) == "torch.float32" for t in after.values())
-    assert any((before[k] - after[k]).abs().max() > 0 for k in before if "mlp" in k or "proj" in k)
+    w_before, w_after = _weights(tiny_factory), _weights(tmp_path / "warm")
+    assert all(t.dtype.is_floating_point and str(t.dtype) == "torch.float32" for t in w_after.values())
+    assert any((w_before[k] - w_after[k]).abs().max() > 0 for k in w_before if "mlp" in k or "proj" in k)
     assert json.loads((tmp_path / "warm" / "train_log.json").read_text())["kind"] == "warmup_sft"
 
 
 def test_dpo_moves_the_factory_and_records_lineage(tiny_factory, tmp_path):
     rows = [{"candidate_id": f"it1-{i:05d}", "code_hash": f"h{i}", "executable": True, "dev_accuracy": acc,
              "body": b} for i, (acc, b) in enumerate(zip([0.9, 0.1, 0.5, 0.2], EXAMPLE_BODIES))]
-    pairs = loop.select_pairs(rows, [], loop.PairSpec(min_chosen=2, min_rejected=2), 1, MICRO_PROMPT)
+    spec = loop.PairSpec.from_config({**defaults("loop"), "min_chosen": 2, "min_rejected": 2}, 0)
+    pairs = loop.select_pairs(rows, [], spec, 1, MICRO_PROMPT)
     assert len(pairs) == 4
-    log = train_dpo(tiny_factory, pairs, DpoSpec(lr=1e-3, beta=0.1, epochs=1, batch_size=2, max_length=512,
-                                                   lora=LoraSpec(r=4, alpha=8)), tmp_path / "dpo",
+    log = train_dpo(tiny_factory, pairs, DpoSpec(lr=5e-3, beta=0.1, epochs=1, batch_size=2, max_length=512,
+                                                   seed=0, lora=LoraSpec(r=4, alpha=8)), tmp_path / "dpo",
                     pairs_path="pairs.jsonl")
-    assert log["pairs"] == 4 and log["loss_first"] is not None and log["parent"] == str(tiny_factory)
-    before, after = _weights(tiny_factory), _weights(tmp_path / "dpo")
-    assert any((before[k] - after[k]).abs().max() > 0 for k in before)
-    model, _ = load_factory(tmp_path / "dpo")  # loads as a plain checkpoint
-    assert model is not None
+    assert log["pairs"] == 4 and len(log["losses"]) == 2 and log["parent"] == str(tiny_factory)
+    # DPO widens the margin of chosen over rejected (what it optimises), measured on the saved checkpoint.
+    def margin(model_dir):
+        chosen = _completion_logp(model_dir, MICRO_PROMPT, [p["chosen"] for p in pairs])
+        rejected = _completion_logp(model_dir, MICRO_PROMPT, [p["rejected"] for p in pairs])
+        return sum(c - r for c, r in zip(chosen, rejected)) / len(pairs)
+
+    assert margin(tmp_path / "dpo") > margin(tiny_factory) + 0.1
 
 
 def test_dpo_without_pairs_copies_the_parent(tiny_factory, tmp_path):
-    log = train_dpo(tiny_factory, [], DpoSpec(), tmp_path / "same")
+    log = train_dpo(tiny_factory, [], DpoSpec.from_config(defaults("dpo"), 0), tmp_path / "same")
     assert log["skipped"] and log["parent"] == str(tiny_factory)
     before, after = _weights(tiny_factory), _weights(tmp_path / "same")
     assert all((before[k] == after[k]).all() for k in before)
@@ -73,8 +101,8 @@ def test_default_factory_converts_from_gguf(tmp_path):
     log = convert_initial_factory("smollm2-gguf", tmp_path / "f0")
     assert 130e6 < log["parameters"] < 140e6
     model, tok = load_factory(tmp_path / "f0")
-    out = sample_completions(model, tok, MICRO_PROMPT, SamplingSpec(n=2, temperature=0.7, max_new_tokens=8,
-                                                                     batch_size=2))
+    out = sample_completions(model, tok, MICRO_PROMPT, SamplingSpec(n=2, temperature=0.7, top_p=0.95,
+                                                                     max_new_tokens=8, batch_size=2, seed=0))
     assert len(out) == 2 and all(isinstance(c, str) for c, _ in out)
 
 

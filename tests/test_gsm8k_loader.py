@@ -1,6 +1,7 @@
 import pytest
 
-from selfdev.gsm8k import load_rows, split_dev_test, subsample, write_jsonl
+from selfdev.gsm8k import load_rows, split_dev_test, subsample
+from selfdev.io import write_jsonl
 from selfdev.prompts import load_template
 from conftest import REPO, gsm8k_file
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from selfdev.probe import check_program
-from selfdev.sandbox import SandboxLimits, run_jobs
+from conftest import sandbox
+from selfdev.sandbox import run_jobs
 
-LIMITS = SandboxLimits(wall_s=4, cpu_s=3, memory_mb=512, file_mb=1)
+LIMITS = sandbox(wall_s=4, cpu_s=3, memory_mb=512, file_mb=1)
 BENIGN = "import torch\ndef merge(t):\n    return torch.stack(t).sum(0) * 0.5\n"
 
 # name -> (expected category, program); {canary} and {runfile} are filled with real paths.

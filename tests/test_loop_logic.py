@@ -2,15 +2,15 @@ import json
 
 import pytest
 
-from selfdev import loop
+from selfdev import io, loop
 from selfdev.factory import extract_body, load_prompt, program_from, temperature_at
 from selfdev.library import EXAMPLE_BODIES
 from selfdev.probe import check_program
-from selfdev.sandbox import SandboxLimits
+from conftest import defaults, sandbox
 from conftest import REPO
 
 PROMPT = load_prompt(REPO / "config" / "prompts" / "factory.txt")
-LIMITS = SandboxLimits(wall_s=5, cpu_s=5, memory_mb=1024)
+LIMITS = sandbox(wall_s=5, cpu_s=5, memory_mb=1024)
 
 
 def test_temperature_schedule_matches_the_paper():
@@ -104,7 +104,7 @@ def test_pairs_add_earlier_top_from_iteration_two_and_cap():
 
 
 def test_no_pairs_from_fewer_than_two_or_equal_scores():
-    spec = loop.PairSpec()
+    spec = loop.PairSpec.from_config(defaults("loop"), 0)
     assert loop.select_pairs([_scored(0, 0.5)], [], spec, 1, PROMPT) == []
     assert loop.select_pairs([_scored(0, 0.5), _scored(1, 0.5)], [], spec, 1, PROMPT) == []
 
@@ -112,18 +112,18 @@ def test_no_pairs_from_fewer_than_two_or_equal_scores():
 def test_tables_roundtrip_with_schema_version(tmp_path):
     rows = [_scored(0, 0.5), _scored(1, 0.25)]
     cols = ["candidate_id", "iteration", "code_hash", "status", "executable", "dev_accuracy", "body"]
-    loop.write_table(rows, tmp_path / "s.parquet", loop.SCORES_V, cols)
-    back = loop.read_table(tmp_path / "s.parquet", loop.SCORES_V)
+    io.write_table(rows, tmp_path / "s.parquet", loop.SCORES_V, cols)
+    back = io.read_table(tmp_path / "s.parquet", loop.SCORES_V)
     assert [r["dev_accuracy"] for r in back] == [0.5, 0.25] and back[0]["schema_version"] == loop.SCORES_V
     with pytest.raises(ValueError, match="schema_version"):
-        loop.read_table(tmp_path / "s.parquet", loop.PAIRS_V)
-    loop.write_table([], tmp_path / "e.parquet", loop.SCORES_V, cols)
-    assert loop.read_table(tmp_path / "e.parquet", loop.SCORES_V) == []
+        io.read_table(tmp_path / "s.parquet", loop.PAIRS_V)
+    io.write_table([], tmp_path / "e.parquet", loop.SCORES_V, cols)
+    assert io.read_table(tmp_path / "e.parquet", loop.SCORES_V) == []
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(ValueError, match="bad.parquet"):
-        loop.read_table(tmp_path / "bad.parquet", loop.SCORES_V)
+        io.read_table(tmp_path / "bad.parquet", loop.SCORES_V)
     pairs = loop.select_pairs([_scored(i, a) for i, a in enumerate([0.9, 0.1, 0.5, 0.3])], [],
-                              loop.PairSpec(min_chosen=1, min_rejected=1), 1, PROMPT)
+                              loop.PairSpec.from_config({**defaults("loop"), "min_chosen": 1, "min_rejected": 1}, 0), 1, PROMPT)
     loop.write_pairs(pairs, tmp_path / "p.jsonl")
     assert [p["chosen_id"] for p in loop.read_pairs(tmp_path / "p.jsonl")] == [p["chosen_id"] for p in pairs]
     (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "x"}) + "\n")

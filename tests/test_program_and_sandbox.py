@@ -6,9 +6,10 @@ import pytest
 from selfdev.algorithms import reference_paths
 from selfdev.probe import check_program
 from selfdev.program import CandidateRejected, normalise, static_check
-from selfdev.sandbox import SandboxLimits, run_jobs
+from conftest import sandbox
+from selfdev.sandbox import run_jobs
 
-LIMITS = SandboxLimits(wall_s=3, cpu_s=3, memory_mb=1024)
+LIMITS = sandbox(wall_s=3, cpu_s=3, memory_mb=1024)
 
 
 def test_static_check_categories():

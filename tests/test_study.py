@@ -187,7 +187,6 @@ def test_mergekit_task_arithmetic_equals_selfdev_on_a_tiny_checkpoint_pair(tmp_p
     from mergekit.merge import MergeOptions, run_merge
     from safetensors.torch import load_file
 
-    from selfdev import baselines
     from selfdev.algorithms import reference_paths
     from selfdev.config import validate_config, sandbox_limits
     from selfdev.taskvectors import TaskVectorSet, merge_in_sandbox, write_task_vector
@@ -205,7 +204,7 @@ def test_mergekit_task_arithmetic_equals_selfdev_on_a_tiny_checkpoint_pair(tmp_p
 
     write_task_vector(m0, expert, tmp_path / "tv.safetensors", [r"\.mlp\."])
     tvs = TaskVectorSet([tmp_path / "tv.safetensors"])
-    ours_math = {n: baselines.task_arithmetic(tvs.get(n), lam) for n in tvs.names}
+    ours_math = {n: lam * torch.stack(tvs.get(n)).sum(0) for n in tvs.names}
     program = Path(reference_paths()["task_arithmetic"]).read_text()
     limits = sandbox_limits(validate_config({"sandbox": {"probe_wall_s": 5, "merge_wall_s": 10, "cpu_s": 10,
                                                          "memory_mb": 1024}}), "merge")
@@ -229,14 +228,19 @@ def test_mergekit_task_arithmetic_equals_selfdev_on_a_tiny_checkpoint_pair(tmp_p
 def test_mergekit_adapter_matches_the_published_formulas():
     import torch
 
-    from selfdev import baselines
+    from selfdev.algorithms import reference_paths
 
+    # The shipped TIES program (density 0.5, lambda 1.0), run in-process here: trusted test code.
+    namespace: dict = {}
+    exec(reference_paths()["ties"].read_text(), namespace)
     g = torch.Generator().manual_seed(0)
     base = torch.randn(6, 10, generator=g)
     tvs = [0.1 * torch.randn(6, 10, generator=g) for _ in range(3)]
-    ties = tuning.mergekit_delta("ties", base, tvs, {"density": 0.5, "lambda": 0.8})
-    torch.testing.assert_close(ties, baselines.ties(tvs, 0.5, 0.8), atol=1e-6, rtol=0)
-    torch.testing.assert_close(tuning.mergekit_delta("linear", base, tvs, {}), baselines.mean(tvs), atol=1e-6, rtol=0)
+    ties = tuning.mergekit_delta("ties", base, tvs, {"density": 0.5, "lambda": 1.0})
+    torch.testing.assert_close(ties, namespace["merge"](tvs), atol=1e-6, rtol=0)
+    assert ties.abs().max() > 0 and (ties == 0).any()  # trimmed, not all zero
+    mean = torch.stack(tvs).mean(0)
+    torch.testing.assert_close(tuning.mergekit_delta("linear", base, tvs, {}), mean, atol=1e-6, rtol=0)
     w = [0.5, 1.0, 2.0]
     weighted = tuning.mergekit_delta("task_arithmetic", base, tvs, {"weights": w, "lambda": 1.0})
     torch.testing.assert_close(weighted, sum(wi * t for wi, t in zip(w, tvs)), atol=1e-6, rtol=0)
@@ -248,3 +252,12 @@ def test_mergekit_adapter_matches_the_published_formulas():
     assert stock.shape == base.shape and torch.isfinite(stock).all()
     with pytest.raises(ValueError, match="unknown baseline"):
         tuning.mergekit_delta("slerp3", base, tvs, {})
+
+
+def test_study_html_renders_tables_and_code_and_shows_raw_html_as_text():
+    from selfdev.report import markdown_to_html
+
+    page = markdown_to_html("# Study\n\n| a | b |\n|---|---|\n| 1 | <script>x()</script> |\n\n```python\nx < 1\n```\n")
+    assert "<h1>Study</h1>" in page and "<th>a</th>" in page and "<td>1</td>" in page
+    assert "<script>" not in page and "&lt;script&gt;x()&lt;/script&gt;" in page
+    assert "<pre><code" in page and "x &lt; 1" in page

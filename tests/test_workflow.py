@@ -11,16 +11,14 @@ import time
 
 import yaml
 
-from conftest import MICRO_WORLD, REPO
+from conftest import REPO, snakemake_cmd, workflow_config
 from selfdev.algorithms import reference_paths
 from selfdev.api import score_file, world_inputs
 from selfdev.config import validate_config
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(workdir / "micro.yaml"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    return subprocess.run(snakemake_cmd(workdir, *args), capture_output=True, text=True, timeout=900)
 
 
 HOSTILE = {
@@ -29,19 +27,6 @@ HOSTILE = {
     "spinner": ("timeout", "def merge(t):\n    while True:\n        pass\n"),
     "nan_maker": ("non_finite", "def merge(t):\n    return t[0] * float('nan')\n"),
 }
-
-
-def _loop_config(tiny_factory) -> dict:
-    return {
-        "factory": {"model": str(tiny_factory), "prompt": str(tiny_factory / "prompt.txt"),
-                    "warmup": {"enabled": True, "epochs": 1, "lr": 0.001, "batch_size": 8, "lora_r": 4, "lora_alpha": 8}},
-        "loop": {"iterations": 2, "n_samples": 8, "t1": 0.6, "beta": 0.2, "max_new_tokens": 120, "batch_size": 8,
-                 "min_chosen": 1, "min_rejected": 1, "max_pairs": 4},
-        "dpo": {"lr": 0.001, "epochs": 1, "batch_size": 2, "lora_r": 4, "lora_alpha": 8},
-        "study": {"top_k": 3, "bootstrap": 200},
-        "baselines": {"grid_size": 2},
-        "transfer": {"top_k": 2},
-    }
 
 
 def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
@@ -53,25 +38,12 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
         path.parent.mkdir(exist_ok=True)
         path.write_text(src.replace("{canary!r}", repr(str(canary))))
         programs.append(str(path))
-    # A slightly stronger micro world than the unit tests' one, so that programs score differently
-    # and the loop forms real preference pairs.
-    world = {**MICRO_WORLD,
-             "model": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2},
-             "data": {**MICRO_WORLD["data"], "dev_per_skill": 25},
-             "seed_training": {"steps": 500, "lr": 0.01, "batch_size": 32},
-             # Large expert updates: scaled sums break the model, averages do not, so scores differ.
-             "expert_training": {"steps": 40, "lr": 0.02, "batch_size": 16},
-             "transfer_experts": [{"name": "t_add", "skills": ["add"]}, {"name": "t_both", "skills": ["add", "mul"]}]}
-    cfg = {"world": world, "eval": {"max_new_tokens": 12, "batch_size": 50}, "algorithms": programs,
-           "sandbox": {"probe_wall_s": 3, "merge_wall_s": 10, "cpu_s": 10, "memory_mb": 1024},
-           **_loop_config(tiny_factory)}
+    cfg = workflow_config(tiny_factory, programs)
     (tmp_path / "micro.yaml").write_text(yaml.safe_dump(cfg))
     res = tmp_path / "results"
     # Interrupt the run once iteration 1 has sampled (its filter has started); the rerun must
     # finish without sampling again.
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-                             "--configfile", str(tmp_path / "micro.yaml"), "--cores", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(snakemake_cmd(tmp_path, "--cores", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     loop_dir = res / "loop" / "dpo" / "seed0"
     candidates = loop_dir / "iter1" / "candidates.parquet"
     filter_started = res / "logs" / "filter_dpo_s0_it1.log"
@@ -157,19 +129,19 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
 
 def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
     """The study's artifacts after one micro run: arms, leaderboard, baselines, transfer, plots, report, lineage."""
-    from selfdev import loop, study
+    from selfdev import io, loop, study
     from selfdev.stats import from_bits
 
     # The nodpo arm shares iteration 1 and samples iteration 2 from the (warmed-up) initial factory.
     nodpo = res / "loop" / "nodpo" / "seed0"
     assert not (nodpo / "iter1").exists() and not (nodpo / "iter2" / "pairs.jsonl").exists()
-    cands = loop.read_table(nodpo / "iter2" / "candidates.parquet", loop.CANDIDATES_V)
+    cands = io.read_table(nodpo / "iter2" / "candidates.parquet", loop.CANDIDATES_V)
     assert len(cands) == 8 and {c["factory"] for c in cands} == {"results/factory/warmup"}
     assert all(c["candidate_id"].startswith("nodpo-s0-it2-") for c in cands)
-    dpo2 = loop.read_table(loop_dir / "iter2" / "candidates.parquet", loop.CANDIDATES_V)
+    dpo2 = io.read_table(loop_dir / "iter2" / "candidates.parquet", loop.CANDIDATES_V)
     assert {c["factory"] for c in dpo2} == {"results/loop/dpo/seed0/iter1/factory"}
 
-    board = loop.read_table(res / "final" / "leaderboard.parquet", study.LEADERBOARD_V)
+    board = io.read_table(res / "final" / "leaderboard.parquet", study.LEADERBOARD_V)
     assert {(r["arm"], r["seed"]) for r in board} == {("dpo", 0), ("nodpo", 0)}
     test_rows = (res / "world" / "data" / "test.jsonl").read_text().count("\n")
     for r in board:
@@ -179,12 +151,12 @@ def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
     dpo_board = [r for r in board if r["arm"] == "dpo"]
     assert [r["dev_accuracy"] for r in dpo_board] == sorted((r["dev_accuracy"] for r in dpo_board), reverse=True)
 
-    base = loop.read_table(res / "final" / "baselines.parquet", study.BASELINES_V)
+    base = io.read_table(res / "final" / "baselines.parquet", study.BASELINES_V)
     main = {(r["method"], r["mode"]): r for r in base if r["family"] == "main" and r["model"] == "merged"}
     methods = ("task_arithmetic", "ties", "dare_ties", "model_stock", "linear")
     assert {m for m, mode in main if mode == "grid"} == set(methods)
     assert {m for m, mode in main if mode == "budget"} == set(methods) - {"model_stock"}
-    scored = sum(1 for it in (1, 2) for r in loop.read_table(loop_dir / f"iter{it}" / "scores.parquet", loop.SCORES_V)
+    scored = sum(1 for it in (1, 2) for r in io.read_table(loop_dir / f"iter{it}" / "scores.parquet", loop.SCORES_V)
                  if r["status"] == "new" and r["executable"])
     assert all(main[(m, "budget")]["n_evaluations"] == scored for m in methods if m != "model_stock")
     assert main[("ties", "grid")]["n_evaluations"] == 4 and main[("model_stock", "grid")]["n_evaluations"] == 1
@@ -192,7 +164,7 @@ def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
     assert singles == {"M0", "add", "mul"}
     assert {r["model"] for r in base if r["family"] == "transfer" and r["model"] != "merged"} == {"M0", "t_add", "t_both"}
 
-    transfer = loop.read_table(res / "final" / "transfer.parquet", study.TRANSFER_V)
+    transfer = io.read_table(res / "final" / "transfer.parquet", study.TRANSFER_V)
     assert 1 <= len(transfer) <= 2 and all(r["candidate_id"].startswith("dpo-s0-") for r in transfer)
     arms = json.loads((res / "final" / "arms.json").read_text())
     assert set(arms["arms"]) == {"dpo", "nodpo"} and arms["dpo_vs_nodpo"]["available"]

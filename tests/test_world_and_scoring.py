@@ -2,8 +2,8 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-from selfdev import baselines
 from selfdev.algorithms import reference_paths
 from selfdev.api import make_scorer, score_file, world_inputs
 from selfdev.config import expert_names
@@ -47,7 +47,7 @@ def test_sandboxed_merge_equals_in_process_math(micro_world):
     out = merge_in_sandbox(reference_paths()["mean"].read_text(), tvs, sandbox_limits(micro_world, "merge"))
     assert out.ok, out
     for name in tvs.names:
-        assert (out.merged[name] - baselines.mean(tvs.get(name))).abs().max() < 1e-7
+        assert (out.merged[name] - torch.stack(tvs.get(name)).mean(0)).abs().max() < 1e-7
     bad = merge_in_sandbox("def merge(t):\n    return t[0] * float('inf')\n", tvs, sandbox_limits(micro_world, "merge"))
     assert not bad.ok and bad.category == "non_finite" and bad.merged == {}
 
@@ -56,7 +56,18 @@ def test_sandboxed_merge_equals_in_process_math(micro_world):
 def test_reference_algorithms_score(micro_world, name):
     files = world_inputs(micro_world, "dev")
     rec = score_file(reference_paths()[name], micro_world, "dev", files["seed_dir"], files["task_vectors"], files["rows"])
-    assert rec["executable"] and 0.0 <= rec["accuracy"] <= 1.0 and rec["n"] == 20
+    assert rec["executable"] and rec["n"] == 20
+    # The sandboxed program scores exactly what the same merge computed in-process scores, row by row.
+    from selfdev.stats import from_bits
+    from selfdev.tuning import mergekit_delta
+
+    scorer = make_scorer(micro_world, files["seed_dir"], files["task_vectors"], files["rows"])
+    math = {"mean": lambda n: torch.stack(scorer.tvs.get(n)).mean(0),
+            "task_arithmetic": lambda n: 0.5 * torch.stack(scorer.tvs.get(n)).sum(0),
+            "ties": lambda n: mergekit_delta("ties", scorer.base(n), scorer.tvs.get(n), {"density": 0.5, "lambda": 1.0})}
+    expected = scorer.evaluate_merged({n: math[name](n) for n in scorer.tvs.names})
+    assert from_bits(rec["correct"]) == list(expected.correct)
+    assert rec["accuracy"] == expected.accuracy == sum(expected.correct) / 20
     assert set(rec["timings"]) >= {"probe_s", "merge_s", "generation_s", "checking_s"}
 
 
@@ -64,11 +75,16 @@ def test_zero_merge_scores_exactly_m0_and_restores_weights(micro_world):
     files = world_inputs(micro_world, "dev")
     scorer = make_scorer(micro_world, files["seed_dir"], files["task_vectors"], files["rows"])
     m0 = scorer.evaluate_merged(None)
-    zero = scorer.score_program("import torch\ndef merge(t):\n    return torch.zeros_like(t[0])\n")
-    assert zero.accuracy == m0.accuracy
-    # A destructive merge changes the answers, and the seed weights come back afterwards.
-    scorer.score_program("def merge(t):\n    return t[0] * 50\n")
-    assert scorer.evaluate_merged(None).correct == m0.correct
+    # What the model writes, not only its accuracy (M0 may score 0 on the micro world).
+    zero = scorer.evaluate_merged({n: torch.zeros(scorer.tvs.shape(n)) for n in scorer.tvs.names})
+    assert zero.completions == m0.completions and len(m0.completions) == len(m0.correct) > 0
+    assert scorer.score_program("import torch\ndef merge(t):\n    return torch.zeros_like(t[0])\n").accuracy == m0.accuracy
+    # A destructive merge changes what the model writes; M0's weights and outputs come back afterwards.
+    broken = scorer.evaluate_merged({n: 50 * scorer.tvs.get(n)[0] for n in scorer.tvs.names})
+    assert broken.completions != m0.completions
+    params = dict(scorer.model.named_parameters())
+    assert all(torch.equal(params[n], scorer.base(n)) for n in scorer.tvs.names)
+    assert scorer.evaluate_merged(None).completions == m0.completions
 
 
 def test_broken_program_is_not_scored(micro_world):
@@ -88,7 +104,7 @@ def test_world_report_has_targets(micro_world):
     p = Paths(micro_world["results"])
     experts = {e: p.expert_dir(e) for e in expert_names(micro_world)}
     rep = world_report(micro_world, p.seed_dir(), experts,
-                       [p.task_vector(e) for e in sorted(experts)], p.data_dir())
+                       [p.task_vector(e) for e in sorted(experts)], p.data("dev"))
     methods = [r["method"] for r in rep["rows"]]
     assert methods.count("expert") == 2 and methods.count("task_arithmetic") == 2 and methods.count("ties") == 1
     assert set(rep["targets"]) >= {"seed", "best_expert", "best_ta_ties", "gain_over_seed_points", "spread_points"}

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .config import expert_names, sandbox_limits
-from .gsm8k import read_jsonl
+from .io import read_jsonl
 from .lm import GenerationSpec
 from .paths import Paths
 from .probe import check_program
@@ -47,12 +47,14 @@ def world_inputs(config: dict, split: str) -> dict:
 
 
 def make_scorer(config: dict, seed_dir: str, task_vectors: Sequence[str], rows_path: str):
+    """A scorer for `config` (its `eval` section, and `sandbox` when it runs untrusted programs: a rule
+    that only scores trusted merges does not read the sandbox keys, so changing them does not rerun it)."""
     from .scoring import MergeScorer
 
     ev = config["eval"]
+    limits = sandbox_limits(config, "merge") if "sandbox" in config else None
     return MergeScorer(seed_dir, task_vectors, read_jsonl(rows_path), load_template(ev["prompt"]),
-                       GenerationSpec(ev["max_new_tokens"], ev["batch_size"]), sandbox_limits(config, "merge"),
-                       ev["dtype"])
+                       GenerationSpec(ev["max_new_tokens"], ev["batch_size"]), limits, ev["dtype"])
 
 
 def score_file(path: str | Path, config: dict, split: str, seed_dir: str, task_vectors: Sequence[str],

@@ -1,4 +1,4 @@
-"""`selfdev` command line: check and score merging programs by hand; trace a program's lineage."""
+"""`selfdev` command line: check and score merging programs by hand; trace a program's lineage; print the config."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("program", help="Python file defining merge(task_vectors)")
     s.add_argument("--split", choices=["dev", "test"], default="dev")
     s.add_argument("--json", action="store_true", help="print the whole score record as JSON")
+    sub.add_parser("config", help="validate the config and print it with every default filled in (YAML)")
     lg = sub.add_parser("lineage", help="print the factory chain that wrote a program (checkpoints, pairs, parents)")
     lg.add_argument("program", help="candidate id (e.g. dpo-s0-it2-00013) or a code-hash prefix (>= 6 characters)")
     lg.add_argument("--json", action="store_true", help="print the chain as JSON")
@@ -40,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = _config(args.config)
+        if args.command == "config":
+            import yaml
+
+            print(yaml.safe_dump(config, sort_keys=False), end="")
+            return 0
         if args.command == "lineage":
             from .lineage import chain, format_chain
 

@@ -34,42 +34,54 @@ def _fill_defaults(schema: dict, value: Any) -> Any:
 
 
 def validate_config(config: dict | None, origin: str = "config") -> dict:
-    """A validated copy of `config` with every default filled in."""
+    """A validated copy of `config` with every default filled in (from the schema, their only home).
+
+    Raises ConfigError with one line naming the first offending key; the workflow (Snakefile) and
+    the CLI both call this, so they accept and refuse exactly the same configs."""
     import jsonschema
 
     config = _fill_defaults(load_schema(), copy.deepcopy(config or {}))
     validator = jsonschema.Draft202012Validator(load_schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if not errors:
-        names = [e["name"] for e in config["world"]["experts"]]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"{origin}: world.experts: expert names must be unique, got {names}")
-        transfer = [e["name"] for e in config["world"]["transfer_experts"]]
-        if len(set(transfer)) != len(transfer) or set(transfer) & set(names):
-            raise ConfigError(f"{origin}: world.transfer_experts: names must be unique and differ from "
-                              f"world.experts {names}, got {transfer}")
-        skills = set(config["world"]["skills"])
-        for family in ("experts", "transfer_experts"):
-            for e in config["world"][family]:
-                if set(e["skills"]) - skills:
-                    raise ConfigError(f"{origin}: world.{family}.{e['name']}: skills "
-                                      f"{sorted(set(e['skills']) - skills)} are not in world.skills {sorted(skills)}")
-        if len(transfer) == 1:
-            raise ConfigError(f"{origin}: world.transfer_experts: a family needs at least 2 experts (or none)")
-        for key in ("lambda_range", "density_range", "weight_range"):
-            lo, hi = config["baselines"][key]
-            if lo > hi:
-                raise ConfigError(f"{origin}: baselines.{key}: expected [low, high], got {[lo, hi]}")
-        stems = [Path(a).stem for a in config["algorithms"]]
-        if len(set(stems)) != len(stems):
-            raise ConfigError(f"{origin}: algorithms: file names (stems) must be unique, got {stems}")
+    errors = sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
-        lines = []
-        for err in errors[:10]:
-            key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-            lines.append(f"  {key}: {err.message}")
-        raise ConfigError(f"{origin}: invalid configuration:\n" + "\n".join(lines))
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"{origin}: {key}: {_one_line(err.message)}{more}")
+    _check_across_keys(config, origin)
     return config
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
+
+
+def _check_across_keys(config: dict, origin: str) -> None:
+    """What a JSON schema cannot say: unique names, known skills, ordered ranges, distinct file names."""
+    names = [e["name"] for e in config["world"]["experts"]]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{origin}: world.experts: expert names must be unique, got {names}")
+    transfer = [e["name"] for e in config["world"]["transfer_experts"]]
+    if len(set(transfer)) != len(transfer) or set(transfer) & set(names):
+        raise ConfigError(f"{origin}: world.transfer_experts: names must be unique and differ from "
+                          f"world.experts {names}, got {transfer}")
+    skills = set(config["world"]["skills"])
+    for family in ("experts", "transfer_experts"):
+        for e in config["world"][family]:
+            if set(e["skills"]) - skills:
+                raise ConfigError(f"{origin}: world.{family}.{e['name']}: skills "
+                                  f"{sorted(set(e['skills']) - skills)} are not in world.skills {sorted(skills)}")
+    if len(transfer) == 1:
+        raise ConfigError(f"{origin}: world.transfer_experts: a family needs at least 2 experts (or none)")
+    for key in ("lambda_range", "density_range", "weight_range"):
+        lo, hi = config["baselines"][key]
+        if lo > hi:
+            raise ConfigError(f"{origin}: baselines.{key}: expected [low, high], got {[lo, hi]}")
+    stems = [Path(a).stem for a in config["algorithms"]]
+    if len(set(stems)) != len(stems):
+        raise ConfigError(f"{origin}: algorithms: file names (stems) must be unique, got {stems}")
+    if config["world"]["model"]["hidden_size"] % config["world"]["model"]["num_attention_heads"]:
+        raise ConfigError(f"{origin}: world.model.num_attention_heads: must divide world.model.hidden_size")
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:

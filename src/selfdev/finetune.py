@@ -6,8 +6,6 @@ The merge happens in float32: merging a small LoRA update into bf16 weights lose
 
 from __future__ import annotations
 
-import json
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +14,8 @@ from typing import Sequence
 
 @dataclass(frozen=True)
 class LoraSpec:
-    r: int = 16
-    alpha: int = 32
+    r: int
+    alpha: int
     dropout: float = 0.0
     target_modules: str | tuple[str, ...] = "all-linear"
 
@@ -34,78 +32,91 @@ def save_merged(peft_model, tokenizer, out_dir: str | Path, log: dict) -> None:
     """Adapter under out_dir/adapter, merged fp32 weights and tokenizer in out_dir."""
     import torch
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    peft_model.save_pretrained(out / "adapter", safe_serialization=True)
-    merged = peft_model.merge_and_unload()
-    merged = merged.to(torch.float32)
-    merged.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    (out / "train_log.json").write_text(json.dumps(log, indent=2))
+    from .io import atomic_dir, write_json
+
+    with atomic_dir(out_dir) as out:
+        peft_model.save_pretrained(out / "adapter", safe_serialization=True)
+        merged = peft_model.merge_and_unload()
+        merged = merged.to(torch.float32)
+        merged.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        write_json(log, out / "train_log.json")
 
 
 @dataclass(frozen=True)
 class WarmupSpec:
-    epochs: int = 3
-    lr: float = 1e-3
-    batch_size: int = 4
-    seed: int = 0
-    lora: LoraSpec = LoraSpec()
+    """The warm-up's settings (config `factory.warmup.*`; defaults live in the schema only)."""
+
+    epochs: int
+    lr: float
+    batch_size: int
+    seed: int
+    lora: LoraSpec
+
+    @classmethod
+    def from_config(cls, warmup: dict, seed: int) -> "WarmupSpec":
+        return cls(warmup["epochs"], warmup["lr"], warmup["batch_size"], seed,
+                   LoraSpec(warmup["lora_r"], warmup["lora_alpha"]))
+
+
+def _on_cpu() -> bool:
+    """TRL trains on CUDA when there is one (its default) and on the CPU otherwise: never hard-coded."""
+    import torch
+
+    return not torch.cuda.is_available()
 
 
 def warmup_sft(factory_dir: str | Path, prompt: str, bodies: Sequence[str], spec: WarmupSpec,
                out_dir: str | Path, threads: int = 1) -> dict:
-    """LoRA SFT of the factory on (prompt -> example body) pairs; loss on the body only."""
+    """LoRA SFT of the factory on (prompt -> example body) pairs with TRL's SFTTrainer; the loss is on
+    the body only (prompt-completion data: `completion_only_loss`), at a constant learning rate."""
+    import tempfile
+
     import torch
-    from peft import get_peft_model
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
 
     from .factory import load_factory
-    from .lm import pad_batch
 
     torch.set_num_threads(threads)
-    torch.manual_seed(spec.seed)
     model, tok = load_factory(factory_dir, "float32")
-    model = get_peft_model(model, _lora_config(spec.lora))
-    prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
-    examples = []
-    for body in bodies:
-        target = tok("\n" + body + "\n", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        examples.append(prompt_ids + target)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=spec.lr)
-    rng = random.Random(spec.seed)
-    losses, t0 = [], time.perf_counter()
-    model.train()
-    steps = 0
-    for _ in range(spec.epochs):
-        order = list(range(len(examples)))
-        rng.shuffle(order)
-        for start in range(0, len(order), spec.batch_size):
-            batch = [(examples[i], len(prompt_ids)) for i in order[start : start + spec.batch_size]]
-            ids, labels, attn = pad_batch(batch, tok.pad_token_id)
-            loss = model(input_ids=ids, attention_mask=attn, labels=labels).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            steps += 1
-            print(f"warm-up step {steps}: loss {losses[-1]:.4f}", flush=True)
-    model.eval()
-    log = {"kind": "warmup_sft", "parent": str(factory_dir), "examples": len(examples), "steps": steps,
+    # TRL appends EOS to each completion: the factory learns to stop after the body.
+    data = Dataset.from_list([{"prompt": prompt, "completion": "\n" + body + "\n"} for body in bodies])
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        args = SFTConfig(
+            output_dir=tmp, learning_rate=spec.lr, num_train_epochs=spec.epochs,
+            per_device_train_batch_size=spec.batch_size, gradient_accumulation_steps=1, lr_scheduler_type="constant",
+            logging_steps=1, save_strategy="no", report_to=[], use_cpu=_on_cpu(), bf16=False,
+            gradient_checkpointing=False, completion_only_loss=True, seed=spec.seed, dataloader_num_workers=0,
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
+                             peft_config=_lora_config(spec.lora))
+        trainer.train()
+        losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    log = {"kind": "warmup_sft", "parent": str(factory_dir), "examples": len(bodies), "steps": len(losses),
            "loss_first": losses[0], "loss_last": losses[-1], "losses": losses,
            "seconds": time.perf_counter() - t0, "lora": spec.lora.__dict__, "lr": spec.lr, "epochs": spec.epochs}
-    save_merged(model, tok, out_dir, log)
+    save_merged(trainer.model, tok, out_dir, log)
     return log
 
 
 @dataclass(frozen=True)
 class DpoSpec:
-    lr: float = 2e-4
-    beta: float = 0.1
-    epochs: int = 1
-    batch_size: int = 4
-    max_length: int = 512
-    seed: int = 0
-    lora: LoraSpec = LoraSpec()
+    """One DPO round's settings (config `dpo.*`; defaults live in the schema only)."""
+
+    lr: float
+    beta: float
+    epochs: int
+    batch_size: int
+    max_length: int
+    seed: int
+    lora: LoraSpec
+
+    @classmethod
+    def from_config(cls, dpo: dict, seed: int) -> "DpoSpec":
+        return cls(dpo["lr"], dpo["beta"], dpo["epochs"], dpo["batch_size"], dpo["max_length"], seed,
+                   LoraSpec(dpo["lora_r"], dpo["lora_alpha"]))
 
 
 def train_dpo(factory_dir: str | Path, pairs: Sequence[dict], spec: DpoSpec, out_dir: str | Path,
@@ -123,12 +134,14 @@ def train_dpo(factory_dir: str | Path, pairs: Sequence[dict], spec: DpoSpec, out
     base = {"kind": "dpo", "parent": str(factory_dir), "pairs": len(pairs), "pairs_file": pairs_path}
     if not pairs:
         # Nothing to learn from: the next iteration samples from the same factory.
-        out.mkdir(parents=True, exist_ok=True)
-        for f in Path(factory_dir).iterdir():
-            if f.is_file() and f.name != "train_log.json":
-                shutil.copy2(f, out / f.name)
+        from .io import atomic_dir, write_json
+
         log = {**base, "skipped": "no preference pairs", "loss_first": None, "loss_last": None, "seconds": 0.0}
-        (out / "train_log.json").write_text(json.dumps(log, indent=2))
+        with atomic_dir(out) as tmp:
+            for f in Path(factory_dir).iterdir():
+                if f.is_file() and f.name != "train_log.json":
+                    shutil.copy2(f, tmp / f.name)
+            write_json(log, tmp / "train_log.json")
         return log
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -142,7 +155,7 @@ def train_dpo(factory_dir: str | Path, pairs: Sequence[dict], spec: DpoSpec, out
         args = DPOConfig(
             output_dir=tmp, learning_rate=spec.lr, beta=spec.beta, num_train_epochs=spec.epochs,
             per_device_train_batch_size=spec.batch_size, gradient_accumulation_steps=1, logging_steps=1,
-            save_strategy="no", report_to=[], use_cpu=True, bf16=False, gradient_checkpointing=False,
+            save_strategy="no", report_to=[], use_cpu=_on_cpu(), bf16=False, gradient_checkpointing=False,
             max_length=spec.max_length, seed=spec.seed, disable_tqdm=False, dataloader_num_workers=0,
         )
         trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok,

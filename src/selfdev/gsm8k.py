@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .answer import reference_answer
+from .io import read_jsonl
 
 HUB_ID = "openai/gsm8k"
 
@@ -25,29 +26,6 @@ def _validate(rows: list[dict], origin: str) -> list[dict]:
         except ValueError as exc:
             raise ValueError(f"{origin}: row {i}: {exc}") from None
     return rows
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    rows = []
-    with open(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-    return rows
-
-
-def write_jsonl(rows: Sequence[dict], path: str | Path) -> None:
-    """Atomic write: an interrupted run never leaves a truncated file that looks complete."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as fh:
-        for row in rows:
-            fh.write(json.dumps(row) + "\n")
-    tmp.replace(path)
 
 
 def load_rows(source: str, split: str = "test", config: str = "main") -> list[dict]:

@@ -12,7 +12,7 @@ import glob
 import json
 from pathlib import Path
 
-from . import loop
+from . import io, loop
 
 
 def find_program(results: str | Path, program: str) -> dict:
@@ -20,7 +20,7 @@ def find_program(results: str | Path, program: str) -> dict:
     rows = []
     for pattern, version in (("scores.parquet", loop.SCORES_V), ("candidates.parquet", loop.CANDIDATES_V)):
         for path in sorted(glob.glob(str(Path(results, "loop", "*", "seed*", "iter*", pattern)))):
-            for r in loop.read_table(path, version):
+            for r in io.read_table(path, version):
                 if r["candidate_id"] == program or (len(program) >= 6 and (r.get("code_hash") or "").startswith(program)):
                     rows.append({**r, "table": path})
         if rows:

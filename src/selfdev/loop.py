@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .factory import extract_body, program_from
-from .gsm8k import read_jsonl, write_jsonl
+from .io import read_jsonl, read_table, write_jsonl, write_table
 from .program import CandidateRejected, static_check
 
 CANDIDATES_V = "selfdev.candidates.v1"
@@ -23,38 +23,6 @@ EXECUTABLE_V = "selfdev.executable.v1"
 SCORES_V = "selfdev.scores.v1"
 PAIRS_V = "selfdev.pairs.v1"
 SUMMARY_V = "selfdev.summary.v1"
-
-
-# --- parquet I/O --------------------------------------------------------------------------------
-def write_table(rows: Sequence[dict], path: str | Path, version: str, columns: Sequence[str]) -> None:
-    """Write rows as parquet atomically; every row gets `schema_version`; an empty table keeps its columns."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    cols = ["schema_version", *columns]
-    data = {c: [version if c == "schema_version" else r.get(c) for r in rows] for c in cols}
-    table = pa.table(data) if rows else pa.table({c: pa.array([], pa.string()) for c in cols})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.parquet")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
-
-
-def read_table(path: str | Path, version: str) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"expected table not found: {path}")
-    try:
-        rows = pq.read_table(path).to_pylist()
-    except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise ValueError(f"{path}: not a readable parquet file ({exc})") from None
-    bad = {r.get("schema_version") for r in rows} - {version}
-    if bad:
-        raise ValueError(f"{path}: schema_version {sorted(map(str, bad))}, expected {version!r}")
-    return rows
 
 
 # --- step 1: candidates ---------------------------------------------------------------------------
@@ -156,13 +124,20 @@ def earliest_scores(tables: Iterable[Sequence[dict]]) -> dict[str, dict]:
 # --- step 4: preference pairs ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class PairSpec:
-    p_w: float = 0.03
-    p_l: float = 0.10
-    min_chosen: int = 3
-    min_rejected: int = 3
-    earlier_top: int = 3
-    max_pairs: int = 16
-    seed: int = 0
+    """The pairs rule's settings (config `loop.*`; defaults live in the schema only)."""
+
+    p_w: float
+    p_l: float
+    min_chosen: int
+    min_rejected: int
+    earlier_top: int
+    max_pairs: int
+    seed: int
+
+    @classmethod
+    def from_config(cls, loop: dict, seed: int) -> "PairSpec":
+        return cls(loop["p_w"], loop["p_l"], loop["min_chosen"], loop["min_rejected"], loop["earlier_top"],
+                   loop["max_pairs"], seed)
 
 
 def _ranked(rows: Sequence[dict]) -> list[dict]:
@@ -206,7 +181,7 @@ def select_pairs(current: Sequence[dict], earlier: Sequence[Sequence[dict]], spe
                               "chosen_score": c["dev_accuracy"], "rejected_score": r["dev_accuracy"],
                               "iteration": iteration})
     if len(pairs) > spec.max_pairs:
-        pairs = random.Random(spec.seed * 7919 + iteration).sample(pairs, spec.max_pairs)
+        pairs = random.Random(spec.seed).sample(pairs, spec.max_pairs)  # the seed names the iteration
         pairs.sort(key=lambda p: (-p["chosen_score"], p["chosen_hash"], p["rejected_hash"]))
     return pairs
 
@@ -271,11 +246,6 @@ def summary_markdown(summary: dict) -> str:
         lines.append(f"| {it['iteration']} | {s['temperature']:.3f} | {s['candidates']} | {s['unique']} | "
                      f"{100 * s['executable_rate']:.1f} | {s['scored']} | {_pct(s['dev_mean'])} | "
                      f"{_pct(s['dev_median'])} | {_pct(s['dev_max'])} | {s['pairs']} | {loss} |")
-    lines += ["", "## Seconds per stage", "", "| iter | " + " | ".join(summary["stages"]) + " |",
-              "|---|" + "---|" * len(summary["stages"])]
-    for it in summary["iterations"]:
-        lines.append(f"| {it['iteration']} | " + " | ".join(f"{it['seconds'].get(s, 0):.1f}" for s in summary["stages"])
-                     + " |")
     best = summary.get("best")
     lines += ["", "## Best algorithm so far", ""]
     if best:

@@ -81,6 +81,11 @@ class Paths:
     def factory(self, arm: str, seed, it) -> str:
         return self.iteration(arm, seed, it, "factory/model.safetensors")
 
+    @staticmethod
+    def train_log(model_file: str) -> str:
+        """The `train_log.json` saved beside a checkpoint's weights (its lineage: parent, pairs)."""
+        return str(Path(model_file).with_name("train_log.json"))
+
     def run_summary(self, arm: str, seed, ext: str) -> str:
         return self._p("loop", arm, f"seed{seed}", f"summary.{ext}")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import loop
-from .smk import read_json
+from . import io, loop
+from .io import read_json
 
 
 def _plt():
@@ -103,8 +103,8 @@ def make_plots(leaderboard_path: str, baselines_path: str, arms_path: str, summa
                out: dict[str, str]) -> None:
     from .study import BASELINES_V, LEADERBOARD_V
 
-    leaderboard = loop.read_table(leaderboard_path, LEADERBOARD_V)
-    baselines = loop.read_table(baselines_path, BASELINES_V)
+    leaderboard = io.read_table(leaderboard_path, LEADERBOARD_V)
+    baselines = io.read_table(baselines_path, BASELINES_V)
     arms = read_json(arms_path)
     summaries = [read_json(p) for p in summary_paths]
     ref = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .smk import read_json, write_json
+from .io import read_json, write_json
 
 SUMMARY_FORMAT = "selfdev.algorithms_summary.v1"
 
@@ -42,58 +42,21 @@ def write_algorithms_summary(score_paths: Sequence[str], world_report_path: str,
 
 
 def markdown_to_html(text: str, title: str = "selfdev") -> str:
-    """The subset of markdown the study writes (headings, tables, lists, code, paragraphs) as one
-    self-contained HTML page; no dependency beyond the standard library."""
+    """The study's markdown (headings, tables, lists, code) as one self-contained HTML page, rendered
+    by Python-Markdown with its `tables` and `fenced_code` extensions."""
     import html
 
-    out, in_table, in_code, in_list = [], False, False, False
+    import markdown
 
-    def close() -> None:
-        nonlocal in_table, in_list
-        if in_table:
-            out.append("</table>")
-        if in_list:
-            out.append("</ul>")
-        in_table = in_list = False
-
-    for line in text.splitlines():
-        if line.startswith("```"):
-            close()
-            out.append("</pre>" if in_code else "<pre>")
-            in_code = not in_code
-            continue
-        if in_code:
-            out.append(html.escape(line))
-            continue
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if all(set(c) <= {"-", ":"} and c for c in cells):
-                continue
-            tag = "td" if in_table else "th"
-            if not in_table:
-                close()
-                out.append("<table>")
-                in_table = True
-            out.append("<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>")
-            continue
-        if line.startswith("- "):
-            if not in_list:
-                close()
-                out.append("<ul>")
-                in_list = True
-            out.append(f"<li>{html.escape(line[2:])}</li>")
-            continue
-        close()
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
-        elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
-    close()
+    md = markdown.Markdown(extensions=["tables", "fenced_code"], output_format="html")
+    # Program text and reasons come from untrusted programs: raw HTML is shown as text, never rendered.
+    md.preprocessors.deregister("html_block")
+    md.inlinePatterns.deregister("html")
+    body = md.convert(text)
     style = ("body{font-family:sans-serif;max-width:70em;margin:auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #bbb;padding:2px 6px;text-align:left}pre{background:#f4f4f4;padding:6px}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
+            f"<style>{style}</style></head><body>\n" + body + "\n</body></html>\n")
 
 
 def build_html_report(snakefile: str, config: dict, config_out: str, html_out: str, target: str) -> None:

@@ -4,7 +4,7 @@ A candidate runs in a child forked from the (torch-loaded, so start-up is cheap)
 own process group and a fresh empty temporary directory, confined by `isolation.confine`
 (seccomp, network namespace, resource limits, audit hook, scrubbed environment). A wall-clock
 deadline kills the whole group. The child gets copies of its inputs and sends each result back
-over a pipe as a small JSON header plus raw bytes, never pickle, so the parent never deserialises
+over a pipe as a small JSON header plus the tensor in safetensors bytes, never pickle, so the parent never deserialises
 anything executable. Dtype, shape, size, finiteness and magnitude are checked in the parent;
 scores are computed only by the parent.
 """
@@ -35,6 +35,7 @@ CATEGORIES = (
 )
 
 _FLOAT_DTYPES = {"float16", "bfloat16", "float32", "float64"}
+RESULT_NAME = "result"  # the one tensor of a child's safetensors message
 _HEADER_MAX = 1 << 16
 
 
@@ -42,12 +43,12 @@ _HEADER_MAX = 1 << 16
 class SandboxLimits:
     """Resource limits of one candidate run (config: `sandbox.*`)."""
 
-    wall_s: float = 20.0
-    cpu_s: int = 20
-    memory_mb: int = 4096
-    file_mb: int = 16
-    max_norm_ratio: float = 100.0
-    allowed_imports: tuple[str, ...] = DEFAULT_ALLOWED_IMPORTS
+    wall_s: float
+    cpu_s: int
+    memory_mb: int
+    file_mb: int
+    max_norm_ratio: float
+    allowed_imports: tuple[str, ...]
 
 
 @dataclass
@@ -95,6 +96,7 @@ def _classify_exception(exc: BaseException) -> str:
 
 def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits, workdir: str) -> None:
     import torch
+    from safetensors.torch import save as to_safetensors  # imported before the sandbox closes
 
     from .isolation import confine
 
@@ -126,9 +128,14 @@ def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits, wo
                         "reason": f"merge returned {type(out).__name__}, expected torch.Tensor", "key": key})
             return
         out = torch.Tensor.contiguous(torch.Tensor.detach(out))  # unbound: immune to a patched subclass
-        payload = out.reshape(-1).view(torch.uint8).numpy().tobytes() if out.numel() else b""
-        _send(wfd, {"status": "result", "key": key, "shape": list(out.shape),
-                    "dtype": str(out.dtype).removeprefix("torch.")}, payload)
+        try:
+            payload = to_safetensors({RESULT_NAME: out})
+        except Exception as exc:  # noqa: BLE001 - a dtype safetensors cannot hold (complex, ...)
+            _send(wfd, {"status": "error", "category": "wrong_dtype",
+                        "reason": f"result dtype {str(out.dtype).removeprefix('torch.')} cannot be returned ({exc})",
+                        "key": key})
+            return
+        _send(wfd, {"status": "result", "key": key}, payload)
     _send(wfd, {"status": "done"})
 
 
@@ -178,24 +185,25 @@ def _kill_group(pid: int) -> None:
             pass
 
 
-def _decode(header: dict, payload: bytes, expected_shape: tuple[int, ...]):
-    import torch
+def _decode(payload: bytes, expected_shape: tuple[int, ...]):
+    """The child's result from safetensors bytes (a format with no code in it: never pickle), checked
+    for its single name, a floating dtype and the exact shape; safetensors checks the byte count."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as from_safetensors
 
-    dtype_name = header.get("dtype")
+    try:
+        tensors = from_safetensors(payload)
+    except (SafetensorError, ValueError, TypeError) as exc:
+        raise CandidateRejected("protocol", f"result is not a valid safetensors message ({str(exc)[:200]})") from None
+    if set(tensors) != {RESULT_NAME}:
+        raise CandidateRejected("protocol", f"result holds {sorted(tensors)[:3]}, expected one tensor")
+    value = tensors[RESULT_NAME]
+    dtype_name = str(value.dtype).removeprefix("torch.")
     if dtype_name not in _FLOAT_DTYPES:
         raise CandidateRejected("wrong_dtype", f"result dtype {dtype_name}, expected a floating dtype")
-    shape = tuple(header.get("shape") or ())
-    if shape != tuple(expected_shape):
-        raise CandidateRejected("wrong_shape", f"result shape {list(shape)}, expected {list(expected_shape)}")
-    dtype = getattr(torch, dtype_name)
-    numel = 1
-    for s in shape:
-        numel *= s
-    if len(payload) != numel * torch.empty((), dtype=dtype).element_size():
-        raise CandidateRejected("protocol", "result bytes do not match its shape and dtype")
-    if not payload:
-        return torch.empty(shape, dtype=dtype)
-    return torch.frombuffer(bytearray(payload), dtype=dtype).reshape(shape)
+    if tuple(value.shape) != tuple(expected_shape):
+        raise CandidateRejected("wrong_shape", f"result shape {list(value.shape)}, expected {list(expected_shape)}")
+    return value
 
 
 def require_finite(value, where: str) -> None:
@@ -258,7 +266,8 @@ def run_jobs(
     results: dict[str, object] = {}
     isolation: dict = {}
     reader = _Reader(rfd, t0 + limits.wall_s)
-    largest = max((_nbytes(s) for s in expected_shapes.values()), default=0)
+    # The largest result plus the safetensors header (name, dtype, shape, offsets: well under 1 KiB).
+    largest = max((_nbytes(s) for s in expected_shapes.values()), default=0) + 1024
     category, reason, ended_early = "ok", "", False
     try:
         while True:
@@ -282,7 +291,7 @@ def run_jobs(
             if status != "result" or not isinstance(key, str) or key not in expected_shapes or key in results:
                 category, reason = "protocol", f"unexpected message for {str(key)[:40]!r}"
                 break
-            value = _decode(header, payload, expected_shapes[key])
+            value = _decode(payload, expected_shapes[key])
             if accept is not None:
                 accept(key, value)
                 results[key] = True

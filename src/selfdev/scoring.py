@@ -47,7 +47,7 @@ class MergeScorer:
         rows: Sequence[dict],
         template: PromptTemplate,
         gen: GenerationSpec,
-        limits: SandboxLimits,
+        limits: SandboxLimits | None,
         dtype: str = "float32",
         shots: Sequence[dict] = (),
     ):
@@ -85,6 +85,8 @@ class MergeScorer:
                     p.copy_(self._base[name])
 
     def score_program(self, source: str, probe_first: bool = True) -> ScoreRecord:
+        if self.limits is None:
+            raise ValueError("this scorer has no sandbox limits: it scores trusted merges only")
         timings: dict[str, float] = {}
         code_hash = None
         if probe_first:

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import loop
-from .smk import read_json, write_json
+from . import io, loop
+from .seeds import derive_seed
+from .io import read_json, write_json
 from .stats import Interval, bits, bootstrap_mean, from_bits, paired_difference, unpaired_difference
 from .tuning import SINGLES_V
 
@@ -273,7 +274,7 @@ def final_test_step(config: dict, arm: str, seed: int, score_paths: Sequence[str
 
     set_threads(threads)
     st = config["study"]
-    tables = [loop.read_table(p, loop.SCORES_V) for p in score_paths]
+    tables = [io.read_table(p, loop.SCORES_V) for p in score_paths]
     top = top_programs(tables, st["top_k"])
     scorer = make_scorer(config, seed_dir, task_vectors, test_path) if top else None
     rows = []
@@ -287,7 +288,7 @@ def final_test_step(config: dict, arm: str, seed: int, score_paths: Sequence[str
         if rec.executable:
             row = with_ci(row, rec.correct, st["bootstrap"], st["ci"])
         rows.append(row)
-    loop.write_table(rows, out_path, FINAL_V, FINAL_COLUMNS)
+    io.write_table(rows, out_path, FINAL_V, FINAL_COLUMNS)
     return {"programs": len(rows), "best_test": rows[0]["test_accuracy"] if rows else None}
 
 
@@ -298,7 +299,7 @@ def baseline_step(config: dict, family: str, method: str, mode: str, seed_dir: s
     number of dev evaluations), then scored once on test."""
     from . import tuning
     from .api import make_scorer
-    from .gsm8k import read_jsonl
+    from .io import read_jsonl
     from .lm import set_threads
     from .steps import _progress
 
@@ -308,14 +309,16 @@ def baseline_step(config: dict, family: str, method: str, mode: str, seed_dir: s
     if mode == "grid":
         configs = tuning.grid(method, b["grid_size"], b["lambda_range"], b["density_range"])
     elif mode == "budget":
-        runs = [[loop.read_table(p, loop.SCORES_V) for p in paths] for paths in budget_score_paths]
+        runs = [[io.read_table(p, loop.SCORES_V) for p in paths] for paths in budget_score_paths]
         n = tuning.discovery_budget(runs)
         configs = tuning.random_configs(method, n, len(task_vectors), b["lambda_range"], b["density_range"],
-                                        b["weight_range"], config["seed"] * 1000 + sorted(tuning.METHODS).index(method))
+                                        b["weight_range"], derive_seed(config["seed"], "baseline", method))
     else:
         raise ValueError(f"baseline mode must be 'grid' or 'budget', got {mode!r}")
     with _progress(len(configs), f"{method} {mode} on {family}") as bar:
-        record = tuning.tune_and_test(scorer, method, mode, configs, read_jsonl(test_path), config["seed"], family,
+        # DARE's random drops: one fixed stream per method, the same for every configuration.
+        record = tuning.tune_and_test(scorer, method, mode, configs, read_jsonl(test_path),
+                                      derive_seed(config["seed"], "dare", method), family,
                                       bar)
     write_json(record, out_path)
     return {k: record[k] for k in ("method", "mode", "n_evaluations", "dev_accuracy", "test_accuracy")}
@@ -325,7 +328,7 @@ def singles_step(config: dict, family: str, seed_dir: str, expert_dirs: Sequence
                  test_path: str, out_path: str, threads: int) -> dict:
     """M0 and every expert of the family alone, on dev and test."""
     from .evaluate import evaluate
-    from .gsm8k import read_jsonl
+    from .io import read_jsonl
     from .lm import GenerationSpec, load_causal_lm, set_threads
     from .prompts import load_template
 
@@ -348,13 +351,13 @@ def transfer_step(config: dict, score_paths: Sequence[str], seed_dir: str, task_
                   dev_path: str, test_path: str, out_path: str, threads: int) -> dict:
     """The dpo arm's top programs (by discovery dev), applied unchanged to the transfer family."""
     from .api import make_scorer
-    from .gsm8k import read_jsonl
+    from .io import read_jsonl
     from .lm import set_threads
     from .taskvectors import merge_in_sandbox
 
     set_threads(threads)
     st = config["study"]
-    top = top_programs([loop.read_table(p, loop.SCORES_V) for p in score_paths], config["transfer"]["top_k"])
+    top = top_programs([io.read_table(p, loop.SCORES_V) for p in score_paths], config["transfer"]["top_k"])
     scorer = make_scorer(config, seed_dir, task_vectors, dev_path) if top else None
     test = read_jsonl(test_path)
     rows = []
@@ -370,7 +373,7 @@ def transfer_step(config: dict, score_paths: Sequence[str], seed_dir: str, task_
             row = with_ci({**row, "dev_accuracy": dev.accuracy, "test_accuracy": result.accuracy}, result.correct,
                           st["bootstrap"], st["ci"])
         rows.append(row)
-    loop.write_table(rows, out_path, TRANSFER_V, TRANSFER_COLUMNS)
+    io.write_table(rows, out_path, TRANSFER_V, TRANSFER_COLUMNS)
     return {"programs": len(rows)}
 
 
@@ -392,27 +395,27 @@ def study_step(config: dict, final_paths: Sequence[str], baseline_paths: Sequenc
     st = config["study"]
     n_boot, level = st["bootstrap"], st["ci"]
     t0 = time.perf_counter()
-    finals = [r for p in final_paths for r in loop.read_table(p, FINAL_V)]
+    finals = [r for p in final_paths for r in io.read_table(p, FINAL_V)]
     finals.sort(key=lambda r: (r["arm"] != "dpo", r["arm"], r["seed"], r["rank"]))
-    loop.write_table(finals, out["leaderboard"], LEADERBOARD_V, FINAL_COLUMNS)
+    io.write_table(finals, out["leaderboard"], LEADERBOARD_V, FINAL_COLUMNS)
     lb_md = leaderboard_markdown(finals, level)
     Path(out["leaderboard_md"]).write_text(lb_md)
 
     records = [read_json(p) for p in baseline_paths]
     singles = [read_json(p) for p in singles_paths]
     base_rows = baseline_rows(records, singles, n_boot, level)
-    loop.write_table([{**r} for r in base_rows], out["baselines"], BASELINES_V, BASELINE_COLUMNS)
+    io.write_table([{**r} for r in base_rows], out["baselines"], BASELINES_V, BASELINE_COLUMNS)
     base_md = baselines_markdown(base_rows, "main", "Baselines (mergekit), tuned on dev, scored once on test")
     Path(out["baselines_md"]).write_text(base_md)
 
-    transfer_programs = loop.read_table(transfer_path, TRANSFER_V) if transfer_path else []
+    transfer_programs = io.read_table(transfer_path, TRANSFER_V) if transfer_path else []
     t_summary = transfer_summary(transfer_programs, base_rows, n_boot, level)
-    loop.write_table(transfer_programs, out["transfer"], TRANSFER_V, TRANSFER_COLUMNS)
+    io.write_table(transfer_programs, out["transfer"], TRANSFER_V, TRANSFER_COLUMNS)
     tr_md = (transfer_markdown(transfer_programs, base_rows, t_summary) if transfer_path
              else "# Transfer\n\nNot run: world.transfer_experts is empty.\n")
     Path(out["transfer_md"]).write_text(tr_md)
 
-    run_tables = {arm: {seed: [loop.read_table(p, loop.SCORES_V) for p in paths] for seed, paths in seeds.items()}
+    run_tables = {arm: {seed: [io.read_table(p, loop.SCORES_V) for p in paths] for seed, paths in seeds.items()}
                   for arm, seeds in runs.items()}
     arms = arms_comparison(finals, run_tables, n_boot, level)
     write_json(arms, out["arms"])

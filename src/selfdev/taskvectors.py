@@ -31,7 +31,8 @@ def write_task_vector(seed_dir: str | Path, expert_dir: str | Path, out: str | P
     """tau = expert - seed for every selected floating parameter; fp32 so small updates survive."""
     import torch
     from safetensors import safe_open
-    from safetensors.torch import save_file
+
+    from .io import write_safetensors
 
     seed_f, exp_f = _weights_file(Path(seed_dir)), _weights_file(Path(expert_dir))
     tv: dict[str, torch.Tensor] = {}
@@ -49,7 +50,7 @@ def write_task_vector(seed_dir: str | Path, expert_dir: str | Path, out: str | P
                 tv[name] = (b.float() - a.float()).contiguous()
     if not tv:
         raise ValueError(f"merge.include {list(include)} selects no floating parameter of {seed_dir}")
-    save_file(tv, str(out), metadata={"format": TV_FORMAT, "seed": str(seed_dir), "expert": str(expert_dir)})
+    write_safetensors(tv, out, metadata={"format": TV_FORMAT, "seed": str(seed_dir), "expert": str(expert_dir)})
     return {"parameters": len(tv), "elements": sum(t.numel() for t in tv.values()),
             "norm": float(torch.sqrt(sum((t.double() ** 2).sum() for t in tv.values())))}
 

@@ -6,69 +6,59 @@ adapters around them. Seeds are derived from the config's master seed so a world
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
 from typing import Sequence
 
 from . import toydata
-from .config import expert_skills, transfer_skills
-from .gsm8k import read_jsonl, write_jsonl
+from .io import read_jsonl
 from .lm import TinyLlamaSpec, TrainSpec, build_tiny_llama, set_threads, train_causal_lm
 from .prompts import load_template
+from .seeds import derive_seed
 
-DATA_FORMAT = "selfdev.world_data.v1"
-# The transfer family's data and training seeds start this far from the discovery family's, so
-# adding or renaming transfer experts never changes the discovery world.
-TRANSFER_SEED_OFFSET = 500
+SPLITS = ("seed_train", "dev", "test")
 
 
-def build_data(world: dict, seed: int, out_dir: str | Path) -> dict:
-    """seed_train.jsonl, expert_<name>.jsonl, dev.jsonl, test.jsonl (GSM8K format + `skill`)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    d, skills = world["data"], list(world["skills"])
-    experts = expert_skills(world)
-    transfer = transfer_skills(world)
-    for name, ex_skills in {**experts, **transfer}.items():
-        unknown = set(ex_skills) - set(skills)
-        if unknown:
-            raise ValueError(f"world.experts.{name}: skills {sorted(unknown)} are not in world.skills {skills}")
-    dev = toydata.make_split(seed * 1000 + 2, skills, d["dev_per_skill"])
-    # Test problems never repeat a dev question.
+def split_rows(split: str, *, seed: int, skills: Sequence[str], data: dict) -> list[dict]:
+    """One shared split: `seed_train` (M0's restricted curriculum), `dev` or `test` (GSM8K format + `skill`).
+    `data` holds the `world.data` sizes the split reads: test problems never repeat a dev question,
+    so `test` reads `dev_per_skill` as well as `test_per_skill`."""
+    skills = list(skills)
+    if split == "seed_train":
+        return toydata.make_split(derive_seed(seed, "data", "seed_train"), skills, data["seed_train_per_skill"],
+                                  restricted=True)
+    dev = toydata.make_split(derive_seed(seed, "data", "dev"), skills, data["dev_per_skill"])
+    if split == "dev":
+        return dev
+    if split != "test":
+        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
     dev_q = {r["question"] for r in dev}
-    rng_seed = seed * 1000 + 3
+    test_per_skill = data["test_per_skill"]
     test: list[dict] = []
-    while len(test) < d["test_per_skill"] * len(skills):
-        test += [r for r in toydata.make_split(rng_seed, skills, d["test_per_skill"]) if r["question"] not in dev_q]
-        rng_seed += 7919
-    test = _balanced(test, skills, d["test_per_skill"])
-    files = {"dev": dev, "test": test,
-             "seed_train": toydata.make_split(seed * 1000 + 1, skills, d["seed_train_per_skill"], restricted=True)}
-    files.update(_expert_files(experts, skills, d, seed, offset=0))
-    # The transfer family draws its own data seeds: same generator, problems never seen in discovery.
-    files.update(_expert_files(transfer, skills, d, seed, offset=TRANSFER_SEED_OFFSET))
-    for name, rows in files.items():
-        write_jsonl(rows, out / f"{name}.jsonl")
-    meta = {"format": DATA_FORMAT, "skills": skills, "sizes": {k: len(v) for k, v in files.items()}}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
-    return meta
+    attempt = 0
+    while any(sum(r["skill"] == s for r in test) < test_per_skill for s in skills):
+        test += [r for r in toydata.make_split(derive_seed(seed, "data", "test", attempt), skills, test_per_skill)
+                 if r["question"] not in dev_q]
+        attempt += 1
+    return _balanced(test, skills, test_per_skill)
 
 
-def _expert_files(experts: dict[str, list[str]], skills: Sequence[str], d: dict, seed: int,
-                  offset: int) -> dict[str, list[dict]]:
-    files = {}
-    for i, (name, ex_skills) in enumerate(sorted(experts.items())):
-        own = toydata.make_split(seed * 1000 + 10 + offset + i, list(ex_skills), d["expert_train_per_skill"])
-        frac = d["replay_fraction"]
-        n_replay = int(round(len(own) * frac / (1 - frac) / len(skills))) if frac > 0 else 0
-        replay = (toydata.make_split(seed * 1000 + 50 + offset + i, list(skills), n_replay, restricted=True)
-                  if n_replay else [])
-        rows = own + replay
-        random.Random(seed + offset + i).shuffle(rows)
-        files[f"expert_{name}"] = rows
-    return files
+def expert_rows(name: str, *, seed: int, expert_skills: Sequence[str], skills: Sequence[str], per_skill: int,
+                replay_fraction: float) -> list[dict]:
+    """Expert `name`'s training data: the full range of its own skills, plus `replay_fraction` of M0's
+    curriculum (all skills). Seeded by the expert's name, so adding or renaming another expert (of
+    either family) never changes this one."""
+    unknown = set(expert_skills) - set(skills)
+    if unknown:
+        raise ValueError(f"expert {name!r}: skills {sorted(unknown)} are not in world.skills {list(skills)}")
+    own = toydata.make_split(derive_seed(seed, "data", "expert", name), list(expert_skills), per_skill)
+    n_replay = int(round(len(own) * replay_fraction / (1 - replay_fraction) / len(skills))) if replay_fraction else 0
+    replay = (toydata.make_split(derive_seed(seed, "data", "replay", name), list(skills), n_replay, restricted=True)
+              if n_replay else [])
+    rows = own + replay
+    random.Random(derive_seed(seed, "data", "shuffle", name)).shuffle(rows)
+    return rows
 
 
 def _balanced(rows: Sequence[dict], skills: Sequence[str], per_skill: int) -> list[dict]:
@@ -79,110 +69,146 @@ def _balanced(rows: Sequence[dict], skills: Sequence[str], per_skill: int) -> li
     return [by[s][i] for i in range(per_skill) for s in skills]
 
 
-def _spec(world: dict) -> TinyLlamaSpec:
-    m = world["model"]
-    if m["hidden_size"] % m["num_attention_heads"]:
+def tiny_llama_spec(model: dict) -> TinyLlamaSpec:
+    """The toy model's size from the validated `world.model` section."""
+    if model["hidden_size"] % model["num_attention_heads"]:
         raise ValueError("world.model.num_attention_heads must divide world.model.hidden_size")
-    return TinyLlamaSpec(m["hidden_size"], m["intermediate_size"], m["num_hidden_layers"], m["num_attention_heads"])
+    return TinyLlamaSpec(model["hidden_size"], model["intermediate_size"], model["num_hidden_layers"],
+                         model["num_attention_heads"])
+
+
+def train_spec(training: dict, seed: int, warmup_steps: int) -> TrainSpec:
+    """A TrainSpec from a validated `world.seed_training` / `world.expert_training` section."""
+    # M0 trains every parameter with AdamW; `optimizer` and `trainable` are expert-only keys.
+    return TrainSpec(training["steps"], training["lr"], training["batch_size"], seed,
+                     training.get("optimizer", "adamw"), tuple(training.get("trainable", ())), warmup_steps=warmup_steps)
 
 
 def _save(model, tokenizer, out_dir: Path, log: dict) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
-    (out_dir / "train_log.json").write_text(json.dumps(log, indent=2))
+    from .io import atomic_dir, write_json
+
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json(log, tmp / "train_log.json")
 
 
-def train_seed(world: dict, seed: int, prompt_path: str | Path, data_dir: str | Path, out_dir: str | Path,
-               threads: int = 1) -> dict:
+def train_seed(*, seed: int, model: dict, training: dict, prompt: str | Path, data: str | Path,
+               out_dir: str | Path, threads: int) -> dict:
     """M0: a tiny Llama trained from scratch on the restricted curriculum of every skill."""
     from .chartok import build_char_tokenizer
 
     set_threads(threads)
-    tpl = load_template(prompt_path)
+    tpl = load_template(prompt)
     tok = build_char_tokenizer()
-    rows = read_jsonl(Path(data_dir) / "seed_train.jsonl")
-    model = build_tiny_llama(_spec(world), tok, seed)
-    t = world["seed_training"]
+    rows = read_jsonl(data)
+    lm = build_tiny_llama(tiny_llama_spec(model), tok, derive_seed(seed, "init", "seed"))
+    spec = train_spec(training, derive_seed(seed, "train", "seed"), warmup_steps=20)
     t0 = time.perf_counter()
-    losses = train_causal_lm(model, tok, tpl, rows, TrainSpec(t["steps"], t["lr"], t["batch_size"], seed=seed))
-    log = {"role": "seed", "steps": t["steps"], "loss_first": losses[0], "loss_last": losses[-1],
+    losses = train_causal_lm(lm, tok, tpl, rows, spec)
+    log = {"role": "seed", "steps": spec.steps, "loss_first": losses[0], "loss_last": losses[-1],
            "seconds": time.perf_counter() - t0}
-    _save(model, tok, Path(out_dir), log)
+    _save(lm, tok, Path(out_dir), log)
     return log
 
 
-def train_expert(world: dict, name: str, seed: int, prompt_path: str | Path, data_dir: str | Path,
-                 seed_dir: str | Path, out_dir: str | Path, threads: int = 1) -> dict:
+def train_expert(*, name: str, skills: Sequence[str], seed: int, training: dict, prompt: str | Path,
+                 data: str | Path, seed_dir: str | Path, out_dir: str | Path, threads: int) -> dict:
     """Expert `name`: M0 fine-tuned on its skills' full ranges (plus replay of M0's curriculum)."""
-    from .lm import load_causal_lm as load_model
+    from .lm import load_causal_lm
 
-    main, transfer = expert_skills(world), transfer_skills(world)
-    if name in main:
-        experts, offset = main, 0
-    elif name in transfer:
-        experts, offset = transfer, TRANSFER_SEED_OFFSET
-    else:
-        raise KeyError(f"world.experts and world.transfer_experts have no expert {name!r}; "
-                       f"known: {sorted(main) + sorted(transfer)}")
     set_threads(threads)
-    tpl = load_template(prompt_path)
-    model, tok = load_model(seed_dir)
-    rows = read_jsonl(Path(data_dir) / f"expert_{name}.jsonl")
-    t = world["expert_training"]
-    index = sorted(experts).index(name) + offset
+    tpl = load_template(prompt)
+    model, tok = load_causal_lm(seed_dir)
+    rows = read_jsonl(data)
+    spec = train_spec(training, derive_seed(seed, "train", "expert", name), warmup_steps=10)
     t0 = time.perf_counter()
-    losses = train_causal_lm(model, tok, tpl, rows,
-                             TrainSpec(t["steps"], t["lr"], t["batch_size"], warmup_steps=10, seed=seed + 101 + index,
-                                       optimizer=t["optimizer"], trainable=tuple(t["trainable"])))
-    log = {"role": "expert", "name": name, "skills": experts[name], "steps": t["steps"],
+    losses = train_causal_lm(model, tok, tpl, rows, spec)
+    log = {"role": "expert", "name": name, "skills": list(skills), "steps": spec.steps,
            "loss_first": losses[0], "loss_last": losses[-1], "seconds": time.perf_counter() - t0}
     _save(model, tok, Path(out_dir), log)
     return log
+
+
+# --- workflow steps: a rule's config subset and files in, files out -----------------------------------
+def write_split(*, split: str, config: dict, out: str | Path) -> dict:
+    """Rule `world_split`: config holds `seed` and `world.skills` / `world.data` (see split_cfg)."""
+    from .io import write_jsonl
+
+    w = config["world"]
+    rows = split_rows(split, seed=config["seed"], skills=w["skills"], data=w["data"])
+    write_jsonl(rows, out)
+    return {"split": split, "rows": len(rows)}
+
+
+def write_expert_data(*, name: str, config: dict, out: str | Path) -> dict:
+    """Rule `expert_data`: config holds `seed`, `world.skills`, the expert's skills and `world.data`."""
+    from .io import write_jsonl
+
+    w = config["world"]
+    rows = expert_rows(name, seed=config["seed"], expert_skills=config["expert"]["skills"], skills=w["skills"],
+                       per_skill=w["data"]["expert_train_per_skill"], replay_fraction=w["data"]["replay_fraction"])
+    write_jsonl(rows, out)
+    return {"expert": name, "rows": len(rows)}
+
+
+def seed_step(*, config: dict, prompt: str | Path, data: str | Path, out_dir: str | Path) -> dict:
+    """Rule `world_seed`. Torch threads come from the config, not from the scheduler, so the
+    arithmetic (and so M0) is the same however many cores a run was given."""
+    w = config["world"]
+    return train_seed(seed=config["seed"], model=w["model"], training=w["seed_training"], prompt=prompt, data=data,
+                      out_dir=out_dir, threads=w["seed_training"]["threads"])
+
+
+def expert_step(*, name: str, config: dict, prompt: str | Path, data: str | Path, seed_dir: str | Path,
+                out_dir: str | Path) -> dict:
+    """Rule `world_expert`: config holds `seed`, `threads`, the expert and `world.expert_training`."""
+    return train_expert(name=name, skills=config["expert"]["skills"], seed=config["seed"],
+                        training=config["world"]["expert_training"], prompt=prompt, data=data, seed_dir=seed_dir,
+                        out_dir=out_dir, threads=config["threads"])
 
 
 REPORT_FORMAT = "selfdev.world_report.v1"
 
 
 def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str | Path],
-                 tv_paths: Sequence[str | Path], data_dir: str | Path) -> dict:
+                 tv_paths: Sequence[str | Path], dev_path: str | Path) -> dict:
     """Dev accuracy of M0, each expert, the plain average, and grids of Task Arithmetic and TIES:
     the evidence that merging matters in this world."""
-    from . import baselines
-    from .config import sandbox_limits
     from .evaluate import evaluate
     from .lm import GenerationSpec
     from .lm import load_causal_lm as load_model
     from .scoring import MergeScorer
+    from .tuning import merged_by
 
     set_threads(config["threads"])
     ev, rep = config["eval"], config["world"]["report"]
     tpl = load_template(ev["prompt"])
     gen = GenerationSpec(ev["max_new_tokens"], ev["batch_size"])
-    dev = read_jsonl(Path(data_dir) / "dev.jsonl")
-    scorer = MergeScorer(seed_dir, tv_paths, dev, tpl, gen, sandbox_limits(config, "merge"), ev["dtype"])
+    dev = read_jsonl(dev_path)
+    # Trusted merges only (TA, TIES): no sandbox limits needed.
+    scorer = MergeScorer(seed_dir, tv_paths, dev, tpl, gen, None, ev["dtype"])
     rows: list[dict] = []
 
     def add(method: str, params: dict, result) -> None:
         rows.append({"method": method, "params": params, "dev_accuracy": result.accuracy,
                      "per_skill": result.per_skill})
 
-    def merged_by(fn) -> dict:
-        return {name: fn(scorer.tvs.get(name)) for name in scorer.tvs.names}
+    def merged(method: str, params: dict) -> dict:
+        # mergekit's own implementations: the same TA/TIES/linear as the study's baselines.
+        return merged_by(method, params, scorer.tvs.names, scorer.base, scorer.tvs.get)
 
-    t0 = time.perf_counter()
     add("seed", {}, scorer.evaluate_merged(None))
     for name, path in sorted(expert_dirs.items()):
         model, tok = load_model(path, ev["dtype"])
         add("expert", {"name": name}, evaluate(model, tok, dev, tpl, gen))
-    add("average", {}, scorer.evaluate_merged(merged_by(baselines.mean)))
+    add("average", {}, scorer.evaluate_merged(merged("linear", {})))
     for lam in rep["ta_lambdas"]:
-        add("task_arithmetic", {"lambda": lam},
-            scorer.evaluate_merged(merged_by(lambda t, lam=lam: baselines.task_arithmetic(t, lam))))
+        add("task_arithmetic", {"lambda": lam}, scorer.evaluate_merged(merged("task_arithmetic", {"lambda": lam})))
     for density in rep["ties_densities"]:
         for lam in rep["ties_lambdas"]:
             add("ties", {"density": density, "lambda": lam},
-                scorer.evaluate_merged(merged_by(lambda t, d=density, lam=lam: baselines.ties(t, d, lam))))
+                scorer.evaluate_merged(merged("ties", {"density": density, "lambda": lam})))
     seed_acc = rows[0]["dev_accuracy"]
     best_expert = max(r["dev_accuracy"] for r in rows if r["method"] == "expert")
     merges = [r for r in rows if r["method"] in ("average", "task_arithmetic", "ties")]
@@ -201,10 +227,10 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
         "stretch_merge_beats_every_expert": max(r["dev_accuracy"] for r in merges) > best_expert,
     }
     return {"format": REPORT_FORMAT, "n_dev": len(dev), "rows": rows, "targets": targets,
-            "seconds": time.perf_counter() - t0, "merged_parameters": scorer.tvs.names}
+            "merged_parameters": scorer.tvs.names}
 
 
-def report_markdown(report: dict, build_seconds: dict[str, float] | None = None) -> str:
+def report_markdown(report: dict) -> str:
     t = report["targets"]
     lines = ["# Toy world report", "",
              f"Dev set: {report['n_dev']} problems; merged parameters: {len(report['merged_parameters'])}.", "",
@@ -220,30 +246,17 @@ def report_markdown(report: dict, build_seconds: dict[str, float] | None = None)
               f"(target >= +5: {'met' if t['target_gain_met'] else 'NOT met'})",
               f"- spread of merges: {t['spread_points']:.1f} points (worst {100 * t['worst_merge']:.1f})",
               f"- stretch, some merge beats every single expert: {'yes' if t['stretch_merge_beats_every_expert'] else 'no'}"]
-    if build_seconds:
-        lines += ["", "## Build time per step (s)", ""] + [f"- {k}: {v:.1f}" for k, v in build_seconds.items()]
     return "\n".join(lines) + "\n"
 
 
-def build_seconds(benchmark_dir: str | Path) -> dict[str, float]:
-    """Wall seconds per finished world rule, read from Snakemake's benchmark files."""
-    out = {}
-    for tsv in sorted(Path(benchmark_dir).glob("*.tsv")):
-        lines = tsv.read_text().splitlines()
-        if len(lines) >= 2 and lines[0].startswith("s\t"):
-            out[tsv.stem] = float(lines[1].split("\t")[0])
-    return out
-
-
-def write_world_report(config: dict, seed_dir, expert_dirs: Sequence, tv_paths: Sequence, data_dir,
-                       benchmark_dir, out_json, out_md) -> dict:
-    from .smk import write_json
+def write_world_report(*, config: dict, seed_dir, expert_dirs: Sequence, task_vectors: Sequence, dev,
+                       out_json, out_md) -> dict:
+    """Rule `world_report`: config holds `threads`, `eval` and `world.report`."""
+    from .io import write_json, write_text
 
     experts = {Path(p).name: p for p in expert_dirs}
-    report = world_report(config, seed_dir, experts, tv_paths, data_dir)
-    times = {k: v for k, v in build_seconds(benchmark_dir).items() if k.startswith(("world_", "task_vector_"))}
-    report["build_seconds"] = times
+    report = world_report(config, seed_dir, experts, task_vectors, dev)
     write_json(report, out_json)
-    Path(out_md).write_text(report_markdown(report, times))
-    print(report_markdown(report, times))
+    write_text(report_markdown(report), out_md)
+    print(report_markdown(report))
     return report

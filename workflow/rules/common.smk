@@ -3,7 +3,7 @@ from pathlib import Path
 
 from selfdev.algorithms import reference_paths
 from selfdev.config import expert_names, family_experts
-from selfdev.paths import Paths, iteration_owner
+from selfdev.paths import Paths
 from selfdev.tuning import searchable
 
 PATHS = Paths(config["results"])
@@ -43,30 +43,53 @@ wildcard_constraints:
     family="main|transfer",
     method="|".join(METHODS),
     mode="grid|budget",
+    split="seed_train|dev|test",
+
+
+def canonical(value):
+    """`value` with every mapping's keys sorted: Snakemake compares params by repr, so key order in a
+    config file must not count as a change."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    return value
 
 
 def cfg(*keys):
-    """The config sections (`section`) or single keys (`section.key`) a rule reads. They are its
-    params, so changing any other key (e.g. loop.iterations) does not rerun the rule."""
+    """The config values a rule reads, by dotted path (`seed`, `world.model`, `loop.t1`), nested as in
+    the config and with sorted keys. They are its params, so changing any other key (e.g.
+    loop.iterations) does not rerun the rule, and reordering keys reruns nothing."""
     out = {}
     for key in keys:
-        section, _, sub = key.partition(".")
-        if sub:
-            out.setdefault(section, {})[sub] = config[section][sub]
-        else:
-            out[section] = config[section]
-    return out
+        *parents, last = key.split(".")
+        src, dst = config, out
+        for part in parents:
+            src, dst = src[part], dst.setdefault(part, {})
+        dst[last] = src[last]
+    return canonical(out)
 
 
-def world_cfg(*keys):
-    """A subset of `world`: a rule's params hold only what it reads, so e.g. adding a transfer
-    expert retrains neither M0 nor the discovery experts."""
-    return {k: config["world"][k] for k in keys}
+def split_cfg(wildcards):
+    """A shared split's settings: M0's curriculum size, or the dev size (test avoids dev questions)."""
+    sizes = {"seed_train": ["seed_train_per_skill"], "dev": ["dev_per_skill"],
+             "test": ["dev_per_skill", "test_per_skill"]}[wildcards.split]
+    return cfg("seed", "world.skills", *(f"world.data.{k}" for k in sizes))
+
+
+def expert_entry(name):
+    """An expert's own config entry (`name`, `skills`), from either family."""
+    return next(e for e in config["world"]["experts"] + config["world"]["transfer_experts"] if e["name"] == name)
+
+
+def expert_data_cfg(wildcards):
+    """Only this expert's entry and the sizes it reads: adding another expert changes nothing here."""
+    return canonical({**cfg("seed", "world.skills", "world.data.expert_train_per_skill", "world.data.replay_fraction"),
+                      "expert": expert_entry(wildcards.expert)})
 
 
 def expert_cfg(wildcards):
-    family = "transfer_experts" if wildcards.expert in TRANSFER else "experts"
-    return world_cfg(family, "expert_training")
+    return canonical({**cfg("seed", "threads", "world.expert_training"), "expert": expert_entry(wildcards.expert)})
 
 
 def algorithm_file(wildcards):
@@ -102,21 +125,21 @@ def earlier_scores(wildcards):
 
 
 def iteration_files(arm, seed, it):
-    """One iteration's files; `tag` names its benchmark files (nodpo shares dpo's iteration 1)."""
+    """One iteration's files (nodpo shares dpo's iteration 1)."""
     files = {
         "candidates": PATHS.candidates(arm, seed, it),
         "executable": PATHS.executable(arm, seed, it),
         "scores": PATHS.scores(arm, seed, it),
     }
     if arm == "dpo":
-        files.update(pairs=PATHS.pairs(arm, seed, it), factory=PATHS.factory(arm, seed, it))
-    return {**files, "tag": f"{iteration_owner(arm, it)}_s{seed}"}
+        factory = PATHS.factory(arm, seed, it)
+        files.update(pairs=PATHS.pairs(arm, seed, it), factory=factory, train_log=PATHS.train_log(factory))
+    return files
 
 
 def loop_files():
     """Every file of every run (arm x seed x iteration)."""
-    return [f for arm in ARMS for seed in SEEDS for it in ITERATIONS
-            for k, f in iteration_files(arm, seed, it).items() if k != "tag"]
+    return [f for arm in ARMS for seed in SEEDS for it in ITERATIONS for f in iteration_files(arm, seed, it).values()]
 
 
 def run_scores(arm, seed):

@@ -8,6 +8,7 @@
 rule factory_initial:
     output:
         model=PATHS.factory_initial(),
+        train_log=PATHS.train_log(PATHS.factory_initial()),
     params:
         config=cfg("factory.model"),
     priority: 10
@@ -27,8 +28,9 @@ rule factory_warmup:
         prompt=config["factory"]["prompt"],
     output:
         model=PATHS.factory_warmup(),
+        train_log=PATHS.train_log(PATHS.factory_warmup()),
     params:
-        config=cfg("seed", "factory.prompt", "factory.warmup"),
+        config=cfg("seed", "loop.threads", "factory.prompt", "factory.warmup"),
     threads: config["loop"]["threads"]
     priority: 10
     log:
@@ -48,7 +50,7 @@ rule sample:
     output:
         candidates=PATHS.candidates("{arm}", "{seed}", "{it}"),
     params:
-        config=cfg("seed", "factory.prompt", "factory.dtype", "loop.n_samples", "loop.t1", "loop.beta", "loop.top_p", "loop.max_new_tokens", "loop.batch_size"),
+        config=cfg("seed", "threads", "factory.prompt", "factory.dtype", "loop.n_samples", "loop.t1", "loop.beta", "loop.top_p", "loop.max_new_tokens", "loop.batch_size"),
     threads: config["threads"]
     priority: 10
     log:
@@ -91,7 +93,7 @@ rule score:
     output:
         scores=PATHS.scores("{arm}", "{seed}", "{it}"),
     params:
-        config=cfg("eval", "sandbox"),
+        config=cfg("threads", "eval", "sandbox"),
     threads: config["threads"]
     priority: 10
     log:
@@ -130,8 +132,9 @@ rule dpo:
         pairs=PATHS.pairs("dpo", "{seed}", "{it}"),
     output:
         model=PATHS.factory("dpo", "{seed}", "{it}"),
+        train_log=PATHS.train_log(PATHS.factory("dpo", "{seed}", "{it}")),
     params:
-        config=cfg("seed", "dpo"),
+        config=cfg("seed", "loop.threads", "dpo"),
     threads: config["loop"]["threads"]
     priority: 10
     log:
@@ -146,14 +149,13 @@ rule dpo:
 
 rule run_summary:
     input:
-        iterations=lambda wc: [f for it in ITERATIONS for k, f in iteration_files(wc.arm, int(wc.seed), it).items() if k != "tag"],
+        iterations=lambda wc: [f for it in ITERATIONS for f in iteration_files(wc.arm, int(wc.seed), it).values()],
         world_report=PATHS.world_report("json"),
     output:
         json=PATHS.run_summary("{arm}", "{seed}", "json"),
         md=PATHS.run_summary("{arm}", "{seed}", "md"),
     params:
         iterations=lambda wc: [iteration_files(wc.arm, int(wc.seed), it) for it in ITERATIONS],
-        benchmarks=PATHS.benchmark(""),
     log:
         PATHS.log("summary_{arm}_s{seed}.log"),
     benchmark:

@@ -33,7 +33,7 @@ rule baseline:
     output:
         record=PATHS.baseline("{family}", "{method}", "{mode}"),
     params:
-        config=cfg("seed", "eval", "sandbox", "baselines"),
+        config=cfg("seed", "threads", "eval", "baselines"),
         runs=budget_runs,
     threads: config["threads"]
     log:
@@ -151,7 +151,7 @@ rule report_html:
         html=PATHS.report_html(),
         config=PATHS.final("report_config.yaml"),
     params:
-        config=config,
+        config=canonical(config),
         snakefile=workflow.main_snakefile,
     log:
         PATHS.log("report_html.log"),

@@ -1,23 +1,38 @@
 # The embedded toy world: data -> M0 -> experts -> task vectors -> report.
 
 
-rule world_data:
+rule world_split:
     output:
-        seed_train=PATHS.data("seed_train"),
-        dev=PATHS.data("dev"),
-        test=PATHS.data("test"),
-        experts=[PATHS.data(f"expert_{e}") for e in EXPERTS + TRANSFER],
+        rows=PATHS.data("{split}"),
     params:
-        world=config["world"],
-        seed=config["seed"],
+        config=split_cfg,
     log:
-        PATHS.log("world_data.log"),
+        PATHS.log("world_split_{split}.log"),
     benchmark:
-        PATHS.benchmark("world_data.tsv")
+        PATHS.benchmark("world_split_{split}.tsv")
+    resources:
+        mem_mb=1000,
     conda:
         "../envs/selfdev.yaml"
     script:
-        "../scripts/world_data.py"
+        "../scripts/world_split.py"
+
+
+rule expert_data:
+    output:
+        rows=PATHS.data("expert_{expert}"),
+    params:
+        config=expert_data_cfg,
+    log:
+        PATHS.log("expert_data_{expert}.log"),
+    benchmark:
+        PATHS.benchmark("expert_data_{expert}.tsv")
+    resources:
+        mem_mb=1000,
+    conda:
+        "../envs/selfdev.yaml"
+    script:
+        "../scripts/expert_data.py"
 
 
 rule world_seed:
@@ -27,13 +42,14 @@ rule world_seed:
     output:
         model=PATHS.seed_model(),
     params:
-        world=world_cfg("model", "seed_training"),
-        seed=config["seed"],
+        config=cfg("seed", "world.model", "world.seed_training"),
     threads: config["world"]["seed_training"]["threads"]
     log:
         PATHS.log("world_seed.log"),
     benchmark:
         PATHS.benchmark("world_seed.tsv")
+    resources:
+        mem_mb=2000,
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -48,13 +64,14 @@ rule world_expert:
     output:
         model=PATHS.expert_model("{expert}"),
     params:
-        world=expert_cfg,
-        seed=config["seed"],
+        config=expert_cfg,
     threads: config["threads"]
     log:
         PATHS.log("world_expert_{expert}.log"),
     benchmark:
         PATHS.benchmark("world_expert_{expert}.tsv")
+    resources:
+        mem_mb=2000,
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -89,8 +106,7 @@ rule world_report:
         json=PATHS.world_report("json"),
         md=PATHS.world_report("md"),
     params:
-        config=cfg("threads", "eval", "sandbox", "world.report"),
-        benchmarks=PATHS.benchmark(""),
+        config=cfg("threads", "eval", "world.report"),
     threads: config["threads"]
     log:
         PATHS.log("world_report.log"),

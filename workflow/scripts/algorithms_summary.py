@@ -1,5 +1,5 @@
 from selfdev.report import write_algorithms_summary
-from selfdev.smk import logged
+from selfdev.io import logged
 
 with logged(snakemake.log[0]):
     write_algorithms_summary(snakemake.input.scores, snakemake.input.world_report,

@@ -1,9 +1,11 @@
 from pathlib import Path
 
-from selfdev.smk import logged
+from selfdev.io import logged
 from selfdev.steps import dpo_step
 
 with logged(snakemake.log[0]):
-    log = dpo_step(snakemake.params.config, str(Path(snakemake.input.factory).parent), snakemake.input.pairs,
-                   str(Path(snakemake.output.model).parent), snakemake.threads, int(snakemake.wildcards.seed))
+    w = snakemake.wildcards
+    log = dpo_step(config=snakemake.params.config, rep=int(w.seed), iteration=int(w.it),
+                   factory_dir=str(Path(snakemake.input.factory).parent), pairs=snakemake.input.pairs,
+                   out_dir=str(Path(snakemake.output.model).parent))
     print({k: log.get(k) for k in ("pairs", "loss_first", "loss_last", "seconds", "skipped")})

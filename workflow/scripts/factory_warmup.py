@@ -1,9 +1,9 @@
 from pathlib import Path
 
-from selfdev.smk import logged
+from selfdev.io import logged
 from selfdev.steps import factory_warmup
 
 with logged(snakemake.log[0]):
-    log = factory_warmup(snakemake.params.config, str(Path(snakemake.input.model).parent),
-                         str(Path(snakemake.output.model).parent), snakemake.threads)
+    log = factory_warmup(config=snakemake.params.config, in_dir=str(Path(snakemake.input.model).parent),
+                         out_dir=str(Path(snakemake.output.model).parent))
     print({k: log[k] for k in ("steps", "loss_first", "loss_last", "seconds")})

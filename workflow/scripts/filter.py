@@ -1,6 +1,6 @@
-from selfdev.smk import logged
+from selfdev.io import logged
 from selfdev.steps import filter_step
 
 with logged(snakemake.log[0]):
-    print(filter_step(snakemake.params.config, snakemake.input.candidates, list(snakemake.input.earlier),
-                      snakemake.output.executable))
+    print(filter_step(config=snakemake.params.config, candidates=snakemake.input.candidates,
+                      earlier_scores=list(snakemake.input.earlier), out_path=snakemake.output.executable))

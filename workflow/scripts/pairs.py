@@ -1,6 +1,8 @@
-from selfdev.smk import logged
+from selfdev.io import logged
 from selfdev.steps import pairs_step
 
 with logged(snakemake.log[0]):
-    print(pairs_step(snakemake.params.config, int(snakemake.wildcards.it), snakemake.input.scores,
-                     list(snakemake.input.earlier), snakemake.output.pairs, int(snakemake.wildcards.seed)))
+    w = snakemake.wildcards
+    print(pairs_step(config=snakemake.params.config, rep=int(w.seed), iteration=int(w.it),
+                     scores=snakemake.input.scores, earlier_scores=list(snakemake.input.earlier),
+                     out_path=snakemake.output.pairs))

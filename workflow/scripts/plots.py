@@ -1,5 +1,5 @@
 from selfdev.plots import make_plots
-from selfdev.smk import logged
+from selfdev.io import logged
 
 with logged(snakemake.log[0]):
     i = snakemake.input

@@ -1,5 +1,5 @@
 from selfdev.report import build_html_report
-from selfdev.smk import logged
+from selfdev.io import logged
 
 with logged(snakemake.log[0]):
     build_html_report(snakemake.params.snakefile, snakemake.params.config, snakemake.output.config,

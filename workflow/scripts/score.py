@@ -1,10 +1,10 @@
 from pathlib import Path
 
-from selfdev.smk import logged
+from selfdev.io import logged
 from selfdev.steps import score_step
 
 with logged(snakemake.log[0]):
-    print(score_step(snakemake.params.config, snakemake.input.candidates, snakemake.input.executable,
-                     list(snakemake.input.earlier), str(Path(snakemake.input.seed).parent),
-                     list(snakemake.input.task_vectors), snakemake.input.rows, snakemake.output.scores,
-                     snakemake.threads))
+    print(score_step(config=snakemake.params.config, candidates=snakemake.input.candidates,
+                     executable=snakemake.input.executable, earlier_scores=list(snakemake.input.earlier),
+                     seed_dir=str(Path(snakemake.input.seed).parent), task_vectors=list(snakemake.input.task_vectors),
+                     rows=snakemake.input.rows, out_path=snakemake.output.scores))

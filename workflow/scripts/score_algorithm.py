@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from selfdev.api import score_file
-from selfdev.smk import logged, read_json, write_json
+from selfdev.io import logged, read_json, write_json
 
 with logged(snakemake.log[0]):
     record = score_file(snakemake.input.program, snakemake.params.config, snakemake.params.split,

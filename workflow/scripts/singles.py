@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from selfdev.smk import logged
+from selfdev.io import logged
 from selfdev.study import singles_step
 
 with logged(snakemake.log[0]):

@@ -1,4 +1,4 @@
-from selfdev.smk import logged
+from selfdev.io import logged
 from selfdev.study import study_step
 
 with logged(snakemake.log[0]):

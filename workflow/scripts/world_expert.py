@@ -1,9 +1,9 @@
 from pathlib import Path
 
-from selfdev.smk import logged
-from selfdev.world import train_expert
+from selfdev.io import logged
+from selfdev.world import expert_step
 
 with logged(snakemake.log[0]):
-    print(train_expert(snakemake.params.world, snakemake.wildcards.expert, snakemake.params.seed, snakemake.input.prompt,
-                       Path(snakemake.input.data).parent, Path(snakemake.input.seed).parent,
-                       Path(snakemake.output.model).parent, snakemake.threads))
+    print(expert_step(name=snakemake.wildcards.expert, config=snakemake.params.config, prompt=snakemake.input.prompt,
+                      data=snakemake.input.data, seed_dir=Path(snakemake.input.seed).parent,
+                      out_dir=Path(snakemake.output.model).parent))

@@ -1,8 +1,8 @@
 from pathlib import Path
 
-from selfdev.smk import logged
-from selfdev.world import train_seed
+from selfdev.io import logged
+from selfdev.world import seed_step
 
 with logged(snakemake.log[0]):
-    print(train_seed(snakemake.params.world, snakemake.params.seed, snakemake.input.prompt,
-                     Path(snakemake.input.data).parent, Path(snakemake.output.model).parent, snakemake.threads))
+    print(seed_step(config=snakemake.params.config, prompt=snakemake.input.prompt, data=snakemake.input.data,
+                    out_dir=Path(snakemake.output.model).parent))
