@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 from selfdev.algorithms import reference_paths
-from selfdev.api import make_scorer, world_inputs
+from selfdev.scoring.programs import make_scorer, world_inputs
 from selfdev.config import sandbox_limits
-from selfdev.probe import _cases, check_program, probe_inputs
-from selfdev.program import load_merge
-from selfdev.taskvectors import merge_in_sandbox
+from selfdev.sandbox.probe import _cases, check_program, probe_inputs
+from selfdev.sandbox.program import load_merge
+from selfdev.world.taskvectors import merge_in_sandbox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_bench_config  # noqa: E402

@@ -15,16 +15,15 @@ import time
 from pathlib import Path
 
 from selfdev.algorithms import reference_paths
-from selfdev.api import make_scorer, world_inputs
+from selfdev.scoring.programs import make_scorer, world_inputs
 from selfdev.config import sandbox_limits
 from selfdev.paths import Paths
-from selfdev.probe import check_program
-from selfdev.sandbox import run_jobs
-from selfdev.taskvectors import merge_in_sandbox
-from selfdev.world import build_seconds
+from selfdev.sandbox.probe import check_program
+from selfdev.sandbox.run import run_jobs
+from selfdev.world.taskvectors import merge_in_sandbox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import load_bench_config  # noqa: E402
+from common import load_bench_config, rule_seconds  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,8 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     paths = Paths(config["results"])
 
     print("## World build, seconds per rule (Snakemake benchmark files)")
-    times = build_seconds(paths.benchmark(""))
-    world = {k: v for k, v in times.items() if k.startswith(("world", "task_vector"))}
+    times = rule_seconds(Path(paths.benchmark("")))
+    world = {k: v for k, v in times.items() if k.startswith(("world", "expert_data", "task_vector"))}
     for name, sec in world.items():
         print(f"{name:32s} {sec:8.1f}")
     if world:

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_args, rule_seconds, run_workflow  # noqa: E402
 
-STAGES = (("world", ("world_", "task_vector_")), ("reference programs", ("check_", "score_mean", "score_task",
+STAGES = (("world", ("world_", "expert_data_", "task_vector_")), ("reference programs", ("check_", "score_mean", "score_task",
                                                                         "score_ties", "algorithms_")),
           ("factory", ("factory_",)), ("loop dpo", ("sample_dpo", "filter_dpo", "score_dpo", "pairs_", "dpo_dpo")),
           ("loop nodpo", ("sample_nodpo", "filter_nodpo", "score_nodpo")), ("baselines", ("baseline_", "singles_")),

@@ -42,9 +42,9 @@ def gsm8k_file(name: str) -> Path:
 @pytest.fixture(scope="session")
 def micro_world(tmp_path_factory):
     """A real (tiny) world built with the same functions the workflow runs: data, M0, experts, task vectors."""
-    from selfdev import world
+    from selfdev.world import build as world
     from selfdev.paths import Paths
-    from selfdev.taskvectors import write_task_vector
+    from selfdev.world.taskvectors import write_task_vector
 
     root = tmp_path_factory.mktemp("world")
     cfg = micro_config(root / "results")

@@ -12,8 +12,8 @@ def build_tiny_factory(out_dir: Path, steps: int = 300, seed: int = 0) -> Path:
 
     import torch
 
-    from selfdev.chartok import build_char_tokenizer
-    from selfdev.library import EXAMPLE_BODIES
+    from selfdev.world.chartok import build_char_tokenizer
+    from selfdev.loop.library import EXAMPLE_BODIES
     from selfdev.lm import TinyLlamaSpec, build_tiny_llama
 
     torch.manual_seed(seed)

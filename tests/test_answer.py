@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from selfdev.answer import extract_answer, is_correct, normalize_number, reference_answer
+from selfdev.scoring.answer import extract_answer, is_correct, normalize_number, reference_answer
 from conftest import gsm8k_file
 
 MODELS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")

@@ -1,7 +1,7 @@
 import pytest
 
-from selfdev import toydata
-from selfdev.answer import reference_answer
+from selfdev.world.build import toydata
+from selfdev.scoring.answer import reference_answer
 from selfdev.config import ConfigError, load_config, load_schema, validate_config
 from conftest import REPO
 
@@ -25,7 +25,7 @@ def test_every_schema_key_has_description_and_default():
     assert missing == []
 
 
-@pytest.mark.parametrize("bad,key", [
+BAD_CONFIGS = [
     ({"world": {"data": {"dev_per_skill": "x"}}}, "world.data.dev_per_skill"),
     ({"world": {"experts": [{"name": "only", "skills": ["add"]}]}}, "world.experts"),
     ({"world": {"experts": [{"name": "a", "skills": ["add"]}, {"name": "a", "skills": ["mul"]}]}}, "world.experts"),
@@ -43,11 +43,48 @@ def test_every_schema_key_has_description_and_default():
     ({"study": {"seeds": 0}}, "study.seeds"),
     ({"baselines": {"methods": ["slerp"]}}, "baselines.methods"),
     ({"baselines": {"lambda_range": [1.5, 0.5]}}, "baselines.lambda_range"),
-])
+    ({"seed": -1}, "seed"),
+    ({"world": {"model": {"hidden_size": 30, "num_attention_heads": 4}}}, "world.model.num_attention_heads"),
+    ({"algorithms": ["a/x.py", "b/x.py"]}, "algorithms"),
+]
+
+
+@pytest.mark.parametrize("bad,key", BAD_CONFIGS)
 def test_bad_config_names_the_key(bad, key):
     with pytest.raises(ConfigError) as err:
         validate_config(bad)
-    assert key in str(err.value)
+    assert key in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("bad,key", BAD_CONFIGS)
+def test_cli_and_workflow_refuse_the_same_configs_with_one_line(tmp_path, bad, key):
+    """The same check in both entry points: `selfdev config` and `snakemake -n`, before anything runs."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    cli = subprocess.run([sys.executable, "-m", "selfdev", "--config", str(path), "config"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert cli.returncode == 2 and cli.stdout == ""
+    assert cli.stderr.count("\n") == 1 and key in cli.stderr, cli.stderr
+    dry = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                          "--configfile", str(path), "-n", "--cores", "1"], capture_output=True, text=True)
+    assert dry.returncode != 0 and not (tmp_path / "results").exists()
+    line = next(l for l in (dry.stdout + dry.stderr).splitlines() if l.startswith("config: "))
+    # The same message; the CLI names the file it read, the workflow its merged config.
+    assert key in line and cli.stderr.strip().endswith(": " + line.removeprefix("config: "))
+
+
+def test_config_command_prints_every_default(capsys):
+    import yaml
+
+    from selfdev.cli import main
+
+    assert main(["--config", str(REPO / "config" / "config.yaml"), "config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == validate_config({})
 
 
 def test_missing_config_file(tmp_path):

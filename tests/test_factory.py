@@ -3,11 +3,11 @@ import json
 import pytest
 
 from factory_fixture import MICRO_PROMPT
-from selfdev import loop
-from selfdev.factory import SamplingSpec, extract_body, load_factory, program_from, sample_completions
-from selfdev.finetune import DpoSpec, LoraSpec, WarmupSpec, train_dpo, warmup_sft
-from selfdev.library import EXAMPLE_BODIES
-from selfdev.probe import check_program
+from selfdev.loop import tables as loop
+from selfdev.loop.factory import SamplingSpec, extract_body, load_factory, program_from, sample_completions
+from selfdev.loop.finetune import DpoSpec, LoraSpec, WarmupSpec, train_dpo, warmup_sft
+from selfdev.loop.library import EXAMPLE_BODIES
+from selfdev.sandbox.probe import check_program
 from conftest import defaults, sandbox
 
 LIMITS = sandbox(wall_s=5, cpu_s=5, memory_mb=1024)
@@ -92,7 +92,7 @@ def test_dpo_without_pairs_copies_the_parent(tiny_factory, tmp_path):
 
 def test_default_factory_converts_from_gguf(tmp_path):
     pytest.importorskip("gguf", reason="GGUF conversion needs the gguf package")
-    from selfdev.factory import convert_initial_factory, gguf_location
+    from selfdev.loop.factory import convert_initial_factory, gguf_location
 
     try:
         gguf_location()
@@ -107,7 +107,7 @@ def test_default_factory_converts_from_gguf(tmp_path):
 
 
 def test_missing_factory_folder_is_a_clear_error(tmp_path):
-    from selfdev.factory import convert_initial_factory
+    from selfdev.loop.factory import convert_initial_factory
 
     with pytest.raises(FileNotFoundError, match="factory.model"):
         convert_initial_factory(str(tmp_path / "nope"), tmp_path / "out")

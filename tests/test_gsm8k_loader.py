@@ -1,8 +1,8 @@
 import pytest
 
-from selfdev.gsm8k import load_rows, split_dev_test, subsample
+from selfdev.scoring.gsm8k import load_rows, split_dev_test, subsample
 from selfdev.io import write_jsonl
-from selfdev.prompts import load_template
+from selfdev.scoring.prompts import load_template
 from conftest import REPO, gsm8k_file
 
 

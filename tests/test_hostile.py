@@ -8,9 +8,9 @@ import time
 import pytest
 import torch
 
-from selfdev.probe import check_program
+from selfdev.sandbox.probe import check_program
 from conftest import sandbox
-from selfdev.sandbox import run_jobs
+from selfdev.sandbox.run import run_jobs
 
 LIMITS = sandbox(wall_s=4, cpu_s=3, memory_mb=512, file_mb=1)
 BENIGN = "import torch\ndef merge(t):\n    return torch.stack(t).sum(0) * 0.5\n"

@@ -2,10 +2,11 @@ import json
 
 import pytest
 
-from selfdev import io, loop
-from selfdev.factory import extract_body, load_prompt, program_from, temperature_at
-from selfdev.library import EXAMPLE_BODIES
-from selfdev.probe import check_program
+from selfdev import io
+from selfdev.loop import tables as loop
+from selfdev.loop.factory import extract_body, load_prompt, program_from, temperature_at
+from selfdev.loop.library import EXAMPLE_BODIES
+from selfdev.sandbox.probe import check_program
 from conftest import defaults, sandbox
 from conftest import REPO
 

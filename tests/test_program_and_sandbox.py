@@ -4,10 +4,10 @@ import time
 import pytest
 
 from selfdev.algorithms import reference_paths
-from selfdev.probe import check_program
-from selfdev.program import CandidateRejected, normalise, static_check
+from selfdev.sandbox.probe import check_program
+from selfdev.sandbox.program import CandidateRejected, normalise, static_check
 from conftest import sandbox
-from selfdev.sandbox import run_jobs
+from selfdev.sandbox.run import run_jobs
 
 LIMITS = sandbox(wall_s=3, cpu_s=3, memory_mb=1024)
 

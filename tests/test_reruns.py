@@ -6,7 +6,6 @@ Both need a whole micro run of the real workflow; the uninterrupted run is built
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from selfdev import study, tuning
-from selfdev.stats import bits, bootstrap_mean, from_bits, paired_difference, unpaired_difference
+from selfdev.study import tables as study
+from selfdev.study import baselines as tuning
+from selfdev.study.stats import bits, bootstrap_mean, from_bits, paired_difference, unpaired_difference
 
 
 # --- bootstrap ----------------------------------------------------------------------------------
@@ -163,7 +164,7 @@ def _tiny_pair(root: Path):
     """M0 and one expert (M0 with its MLP weights moved), saved as HF checkpoints."""
     import torch
 
-    from selfdev.chartok import build_char_tokenizer
+    from selfdev.world.chartok import build_char_tokenizer
     from selfdev.lm import TinyLlamaSpec, build_tiny_llama
 
     tok = build_char_tokenizer()
@@ -189,7 +190,7 @@ def test_mergekit_task_arithmetic_equals_selfdev_on_a_tiny_checkpoint_pair(tmp_p
 
     from selfdev.algorithms import reference_paths
     from selfdev.config import validate_config, sandbox_limits
-    from selfdev.taskvectors import TaskVectorSet, merge_in_sandbox, write_task_vector
+    from selfdev.world.taskvectors import TaskVectorSet, merge_in_sandbox, write_task_vector
 
     m0, expert = _tiny_pair(tmp_path)
     lam = 0.5  # the shipped task_arithmetic.py program uses lambda 0.5
@@ -255,7 +256,7 @@ def test_mergekit_adapter_matches_the_published_formulas():
 
 
 def test_study_html_renders_tables_and_code_and_shows_raw_html_as_text():
-    from selfdev.report import markdown_to_html
+    from selfdev.study.report import markdown_to_html
 
     page = markdown_to_html("# Study\n\n| a | b |\n|---|---|\n| 1 | <script>x()</script> |\n\n```python\nx < 1\n```\n")
     assert "<h1>Study</h1>" in page and "<th>a</th>" in page and "<td>1</td>" in page

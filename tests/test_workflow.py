@@ -13,7 +13,7 @@ import yaml
 
 from conftest import REPO, snakemake_cmd, workflow_config
 from selfdev.algorithms import reference_paths
-from selfdev.api import score_file, world_inputs
+from selfdev.scoring.programs import score_file, world_inputs
 from selfdev.config import validate_config
 
 
@@ -129,8 +129,10 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
 
 def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
     """The study's artifacts after one micro run: arms, leaderboard, baselines, transfer, plots, report, lineage."""
-    from selfdev import io, loop, study
-    from selfdev.stats import from_bits
+    from selfdev import io
+    from selfdev.loop import tables as loop
+    from selfdev.study import tables as study
+    from selfdev.study.stats import from_bits
 
     # The nodpo arm shares iteration 1 and samples iteration 2 from the (warmed-up) initial factory.
     nodpo = res / "loop" / "nodpo" / "seed0"

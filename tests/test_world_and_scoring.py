@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from selfdev.algorithms import reference_paths
-from selfdev.api import make_scorer, score_file, world_inputs
+from selfdev.scoring.programs import make_scorer, score_file, world_inputs
 from selfdev.config import expert_names
 from selfdev.paths import Paths
-from selfdev.taskvectors import TaskVectorSet, merge_in_sandbox, write_task_vector
-from selfdev.world import world_report
+from selfdev.world.taskvectors import TaskVectorSet, merge_in_sandbox, write_task_vector
+from selfdev.world.report import world_report
 
 
 def test_world_files_are_real_checkpoints(micro_world):
@@ -58,8 +58,8 @@ def test_reference_algorithms_score(micro_world, name):
     rec = score_file(reference_paths()[name], micro_world, "dev", files["seed_dir"], files["task_vectors"], files["rows"])
     assert rec["executable"] and rec["n"] == 20
     # The sandboxed program scores exactly what the same merge computed in-process scores, row by row.
-    from selfdev.stats import from_bits
-    from selfdev.tuning import mergekit_delta
+    from selfdev.study.stats import from_bits
+    from selfdev.study.baselines import mergekit_delta
 
     scorer = make_scorer(micro_world, files["seed_dir"], files["task_vectors"], files["rows"])
     math = {"mean": lambda n: torch.stack(scorer.tvs.get(n)).mean(0),

@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(path: str | None) -> dict:
-    from .config import load_config
+    from selfdev.config import load_config
 
     if path is None and Path("config/config.yaml").is_file():
         path = "config/config.yaml"
@@ -37,7 +37,7 @@ def _config(path: str | None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .config import ConfigError
+    from selfdev.config import ConfigError
 
     try:
         config = _config(args.config)
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             print(yaml.safe_dump(config, sort_keys=False), end="")
             return 0
         if args.command == "lineage":
-            from .lineage import chain, format_chain
+            from selfdev.study.lineage import chain, format_chain
 
             info = chain(config["results"], args.program)
             print(json.dumps(info, indent=2) if args.json else format_chain(info))
@@ -55,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(args.program).is_file():
             raise FileNotFoundError(f"algorithm file not found: {args.program}")
         if args.command == "check":
-            from .api import check_file
+            from selfdev.scoring.programs import check_file
 
             verdict = check_file(args.program, config)
             print(json.dumps(verdict, indent=None if args.json else 2))
             return 0
-        from .api import score_file, world_inputs
+        from selfdev.scoring.programs import score_file, world_inputs
 
         files = world_inputs(config, args.split)
         record = score_file(args.program, config, args.split, files["seed_dir"], files["task_vectors"], files["rows"])

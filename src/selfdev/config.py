@@ -112,7 +112,7 @@ def _deep_merge(base: dict, extra: dict) -> dict:
 
 def sandbox_limits(config: dict, phase: str = "probe"):
     """The SandboxLimits of the config, with the wall-clock limit of `phase` (probe | merge)."""
-    from .sandbox import SandboxLimits
+    from selfdev.sandbox.run import SandboxLimits
 
     sb = config["sandbox"]
     return SandboxLimits(

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .prompts import PromptTemplate
+from selfdev.scoring.prompts import PromptTemplate
 
 
 @dataclass(frozen=True)

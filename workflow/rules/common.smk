@@ -4,7 +4,7 @@ from pathlib import Path
 from selfdev.algorithms import reference_paths
 from selfdev.config import expert_names, family_experts
 from selfdev.paths import Paths
-from selfdev.tuning import searchable
+from selfdev.study.baselines import searchable
 
 PATHS = Paths(config["results"])
 

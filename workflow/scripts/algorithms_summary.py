@@ -1,6 +1,6 @@
-from selfdev.report import write_algorithms_summary
 from selfdev.io import logged
+from selfdev.study.report import write_algorithms_summary
 
 with logged(snakemake.log[0]):
-    write_algorithms_summary(snakemake.input.scores, snakemake.input.world_report,
-                             snakemake.output.json, snakemake.output.md)
+    write_algorithms_summary(score_paths=snakemake.input.scores, world_report_path=snakemake.input.world_report,
+                             out_json=snakemake.output.json, out_md=snakemake.output.md)

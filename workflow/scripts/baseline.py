@@ -1,10 +1,12 @@
 from pathlib import Path
 
 from selfdev.io import logged
-from selfdev.study import baseline_step
+from selfdev.study.steps import baseline_step
 
 with logged(snakemake.log[0]):
     w = snakemake.wildcards
-    print(baseline_step(snakemake.params.config, w.family, w.method, w.mode, str(Path(snakemake.input.seed).parent),
-                        list(snakemake.input.task_vectors), snakemake.input.dev, snakemake.input.test,
-                        snakemake.params.runs, snakemake.output.record, snakemake.threads))
+    print(baseline_step(config=snakemake.params.config, family=w.family, method=w.method, mode=w.mode,
+                        seed_dir=str(Path(snakemake.input.seed).parent), task_vectors=list(snakemake.input.task_vectors),
+                        dev_path=snakemake.input.dev, test_path=snakemake.input.test,
+                        budget_score_paths=snakemake.params.runs, out_path=snakemake.output.record,
+                        threads=snakemake.threads))

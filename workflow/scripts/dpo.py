@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from selfdev.io import logged
-from selfdev.steps import dpo_step
+from selfdev.loop.steps import dpo_step
 
 with logged(snakemake.log[0]):
     w = snakemake.wildcards

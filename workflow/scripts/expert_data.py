@@ -1,5 +1,5 @@
 from selfdev.io import logged
-from selfdev.world import write_expert_data
+from selfdev.world.build import write_expert_data
 
 with logged(snakemake.log[0]):
     print(write_expert_data(name=snakemake.wildcards.expert, config=snakemake.params.config,

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from selfdev.io import logged
-from selfdev.steps import factory_warmup
+from selfdev.loop.steps import factory_warmup
 
 with logged(snakemake.log[0]):
     log = factory_warmup(config=snakemake.params.config, in_dir=str(Path(snakemake.input.model).parent),

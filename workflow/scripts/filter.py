@@ -1,5 +1,5 @@
 from selfdev.io import logged
-from selfdev.steps import filter_step
+from selfdev.loop.steps import filter_step
 
 with logged(snakemake.log[0]):
     print(filter_step(config=snakemake.params.config, candidates=snakemake.input.candidates,

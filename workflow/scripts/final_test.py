@@ -1,10 +1,11 @@
 from pathlib import Path
 
 from selfdev.io import logged
-from selfdev.study import final_test_step
+from selfdev.study.steps import final_test_step
 
 with logged(snakemake.log[0]):
     w = snakemake.wildcards
-    print(final_test_step(snakemake.params.config, w.arm, int(w.seed), list(snakemake.input.scores),
-                          str(Path(snakemake.input.seed).parent), list(snakemake.input.task_vectors),
-                          snakemake.input.rows, snakemake.output.test, snakemake.threads))
+    print(final_test_step(config=snakemake.params.config, arm=w.arm, seed=int(w.seed),
+                          score_paths=list(snakemake.input.scores), seed_dir=str(Path(snakemake.input.seed).parent),
+                          task_vectors=list(snakemake.input.task_vectors), test_path=snakemake.input.rows,
+                          out_path=snakemake.output.test, threads=snakemake.threads))

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from selfdev.io import logged
-from selfdev.steps import sample
+from selfdev.loop.steps import sample
 
 with logged(snakemake.log[0]):
     w = snakemake.wildcards

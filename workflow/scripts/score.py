@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from selfdev.io import logged
-from selfdev.steps import score_step
+from selfdev.loop.steps import score_step
 
 with logged(snakemake.log[0]):
     print(score_step(config=snakemake.params.config, candidates=snakemake.input.candidates,

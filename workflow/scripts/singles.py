@@ -1,9 +1,10 @@
 from pathlib import Path
 
 from selfdev.io import logged
-from selfdev.study import singles_step
+from selfdev.study.steps import singles_step
 
 with logged(snakemake.log[0]):
-    print(singles_step(snakemake.params.config, snakemake.wildcards.family, str(Path(snakemake.input.seed).parent),
-                       [str(Path(p).parent) for p in snakemake.input.experts], snakemake.input.dev,
-                       snakemake.input.test, snakemake.output.record, snakemake.threads))
+    print(singles_step(config=snakemake.params.config, family=snakemake.wildcards.family,
+                       seed_dir=str(Path(snakemake.input.seed).parent),
+                       expert_dirs=[str(Path(p).parent) for p in snakemake.input.experts], dev_path=snakemake.input.dev,
+                       test_path=snakemake.input.test, out_path=snakemake.output.record, threads=snakemake.threads))

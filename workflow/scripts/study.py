@@ -1,7 +1,8 @@
 from selfdev.io import logged
-from selfdev.study import study_step
+from selfdev.study.steps import study_step
 
 with logged(snakemake.log[0]):
     i = snakemake.input
-    study_step(snakemake.params.config, list(i.finals), list(i.baselines), list(i.singles),
-               i.transfer[0] if i.transfer else None, snakemake.params.runs, dict(snakemake.output.items()))
+    study_step(config=snakemake.params.config, final_paths=list(i.finals), baseline_paths=list(i.baselines),
+               singles_paths=list(i.singles), transfer_path=i.transfer[0] if i.transfer else None,
+               runs=snakemake.params.runs, out=dict(snakemake.output.items()))

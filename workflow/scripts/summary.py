@@ -1,5 +1,5 @@
 from selfdev.io import logged
-from selfdev.steps import summary_step
+from selfdev.loop.steps import summary_step
 
 with logged(snakemake.log[0]):
     w = snakemake.wildcards

@@ -1,8 +1,8 @@
 from pathlib import Path
 
 from selfdev.io import logged
-from selfdev.taskvectors import write_task_vector
+from selfdev.world.taskvectors import write_task_vector
 
 with logged(snakemake.log[0]):
-    print(write_task_vector(Path(snakemake.input.seed).parent, Path(snakemake.input.expert).parent,
-                            snakemake.output.task_vector, snakemake.params.include))
+    print(write_task_vector(seed_dir=Path(snakemake.input.seed).parent, expert_dir=Path(snakemake.input.expert).parent,
+                            out=snakemake.output.task_vector, include=snakemake.params.include))

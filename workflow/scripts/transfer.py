@@ -1,9 +1,10 @@
 from pathlib import Path
 
 from selfdev.io import logged
-from selfdev.study import transfer_step
+from selfdev.study.steps import transfer_step
 
 with logged(snakemake.log[0]):
-    print(transfer_step(snakemake.params.config, list(snakemake.input.scores), str(Path(snakemake.input.seed).parent),
-                        list(snakemake.input.task_vectors), snakemake.input.dev, snakemake.input.test,
-                        snakemake.output.programs, snakemake.threads))
+    print(transfer_step(config=snakemake.params.config, score_paths=list(snakemake.input.scores),
+                        seed_dir=str(Path(snakemake.input.seed).parent), task_vectors=list(snakemake.input.task_vectors),
+                        dev_path=snakemake.input.dev, test_path=snakemake.input.test,
+                        out_path=snakemake.output.programs, threads=snakemake.threads))

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from selfdev.io import logged
-from selfdev.world import expert_step
+from selfdev.world.build import expert_step
 
 with logged(snakemake.log[0]):
     print(expert_step(name=snakemake.wildcards.expert, config=snakemake.params.config, prompt=snakemake.input.prompt,

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from selfdev.io import logged
-from selfdev.world import write_world_report
+from selfdev.world.report import write_world_report
 
 with logged(snakemake.log[0]):
     write_world_report(config=snakemake.params.config, seed_dir=Path(snakemake.input.seed).parent,

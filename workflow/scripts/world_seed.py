@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from selfdev.io import logged
-from selfdev.world import seed_step
+from selfdev.world.build import seed_step
 
 with logged(snakemake.log[0]):
     print(seed_step(config=snakemake.params.config, prompt=snakemake.input.prompt, data=snakemake.input.data,

@@ -1,5 +1,5 @@
 from selfdev.io import logged
-from selfdev.world import write_split
+from selfdev.world.build import write_split
 
 with logged(snakemake.log[0]):
     print(write_split(split=snakemake.wildcards.split, config=snakemake.params.config, out=snakemake.output.rows))

@@ -121,7 +121,7 @@ def tune(method: str, configs: Sequence[dict], evaluate_dev: Callable[[dict], fl
 def tune_and_test(scorer, method: str, mode: str, configs: Sequence[dict], test_rows: Sequence[dict],
                   seed: int, family: str, progress=None) -> dict:
     """Tune `method` over `configs` on the scorer's (dev) rows, then score the best once on test."""
-    from .stats import bits
+    from selfdev.study.stats import bits
 
     names = scorer.tvs.names
 

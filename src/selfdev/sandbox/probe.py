@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-from .program import CandidateRejected, static_check
-from .sandbox import SandboxLimits, require_finite, require_plausible_norm, run_jobs
+from selfdev.sandbox.program import CandidateRejected, static_check
+from selfdev.sandbox.run import SandboxLimits, require_finite, require_plausible_norm, run_jobs
 
 PROBE_SHAPES = ((64,), (16, 24), (24, 16), (4, 6, 5))
 PROBE_COUNTS = (2, 3, 5)

@@ -7,9 +7,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .answer import extract_answer, reference_answer
-from .lm import GenerationSpec, greedy_generate
-from .prompts import PromptTemplate
+from selfdev.scoring.answer import extract_answer, reference_answer
+from selfdev.lm import GenerationSpec, greedy_generate
+from selfdev.scoring.prompts import PromptTemplate
 
 
 @dataclass

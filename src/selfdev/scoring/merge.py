@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .evaluate import EvalResult, evaluate
-from .lm import GenerationSpec, load_causal_lm
-from .probe import check_program
-from .prompts import PromptTemplate
-from .sandbox import SandboxLimits
-from .taskvectors import TaskVectorSet, merge_in_sandbox
+from selfdev.scoring.evaluate import EvalResult, evaluate
+from selfdev.lm import GenerationSpec, load_causal_lm
+from selfdev.sandbox.probe import check_program
+from selfdev.scoring.prompts import PromptTemplate
+from selfdev.sandbox.run import SandboxLimits
+from selfdev.world.taskvectors import TaskVectorSet, merge_in_sandbox
 
 
 @dataclass

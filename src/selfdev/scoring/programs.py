@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .config import expert_names, sandbox_limits
-from .io import read_jsonl
-from .lm import GenerationSpec
-from .paths import Paths
-from .probe import check_program
-from .prompts import load_template
+from selfdev.config import expert_names, sandbox_limits
+from selfdev.io import read_jsonl
+from selfdev.lm import GenerationSpec
+from selfdev.paths import Paths
+from selfdev.sandbox.probe import check_program
+from selfdev.scoring.prompts import load_template
 
 SCORE_FORMAT = "selfdev.score.v1"
 VERDICT_FORMAT = "selfdev.verdict.v1"
@@ -49,7 +49,7 @@ def world_inputs(config: dict, split: str) -> dict:
 def make_scorer(config: dict, seed_dir: str, task_vectors: Sequence[str], rows_path: str):
     """A scorer for `config` (its `eval` section, and `sandbox` when it runs untrusted programs: a rule
     that only scores trusted merges does not read the sandbox keys, so changing them does not rerun it)."""
-    from .scoring import MergeScorer
+    from selfdev.scoring.merge import MergeScorer
 
     ev = config["eval"]
     limits = sandbox_limits(config, "merge") if "sandbox" in config else None
@@ -70,7 +70,7 @@ def score_file(path: str | Path, config: dict, split: str, seed_dir: str, task_v
                   "accuracy": None}
     else:
         scorer = make_scorer(config, seed_dir, task_vectors, rows_path)
-        from .stats import bits
+        from selfdev.study.stats import bits
 
         record = scorer.score_program(source, probe_first=verdict is None).to_dict()
         record["correct"] = bits(record["correct"])  # one 0/1 per problem, for confidence intervals

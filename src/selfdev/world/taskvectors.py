@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .sandbox import RunOutcome, SandboxLimits, require_finite, require_plausible_norm, run_jobs
+from selfdev.sandbox.run import RunOutcome, SandboxLimits, require_finite, require_plausible_norm, run_jobs
 
 TV_FORMAT = "selfdev.task_vector.v1"
 
@@ -32,7 +32,7 @@ def write_task_vector(seed_dir: str | Path, expert_dir: str | Path, out: str | P
     import torch
     from safetensors import safe_open
 
-    from .io import write_safetensors
+    from selfdev.io import write_safetensors
 
     seed_f, exp_f = _weights_file(Path(seed_dir)), _weights_file(Path(expert_dir))
     tv: dict[str, torch.Tensor] = {}

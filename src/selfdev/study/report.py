@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .io import read_json, write_json
+from selfdev.io import read_json, write_json, write_text
 
 SUMMARY_FORMAT = "selfdev.algorithms_summary.v1"
 
@@ -37,7 +37,7 @@ def summary_markdown(summary: dict) -> str:
 def write_algorithms_summary(score_paths: Sequence[str], world_report_path: str, out_json: str, out_md: str) -> dict:
     summary = summarize_scores([read_json(p) for p in score_paths], read_json(world_report_path))
     write_json(summary, out_json)
-    Path(out_md).write_text(summary_markdown(summary))
+    write_text(summary_markdown(summary), out_md)
     return summary
 
 

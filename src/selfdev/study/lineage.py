@@ -12,7 +12,8 @@ import glob
 import json
 from pathlib import Path
 
-from . import io, loop
+from selfdev import io
+from selfdev.loop import tables as loop
 
 
 def find_program(results: str | Path, program: str) -> dict:

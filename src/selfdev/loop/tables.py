@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .factory import extract_body, program_from
-from .io import read_jsonl, read_table, write_jsonl, write_table
-from .program import CandidateRejected, static_check
+from selfdev.loop.factory import extract_body, program_from
+from selfdev.io import read_jsonl, write_jsonl
+from selfdev.sandbox.program import CandidateRejected, static_check
 
 CANDIDATES_V = "selfdev.candidates.v1"
 EXECUTABLE_V = "selfdev.executable.v1"

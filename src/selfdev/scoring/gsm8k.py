@@ -6,13 +6,12 @@ the hub serves them, so the toy world, the shared real files and the hub are int
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Sequence
 
-from .answer import reference_answer
-from .io import read_jsonl
+from selfdev.scoring.answer import reference_answer
+from selfdev.io import read_jsonl
 
 HUB_ID = "openai/gsm8k"
 

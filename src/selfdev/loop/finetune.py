@@ -32,7 +32,7 @@ def save_merged(peft_model, tokenizer, out_dir: str | Path, log: dict) -> None:
     """Adapter under out_dir/adapter, merged fp32 weights and tokenizer in out_dir."""
     import torch
 
-    from .io import atomic_dir, write_json
+    from selfdev.io import atomic_dir, write_json
 
     with atomic_dir(out_dir) as out:
         peft_model.save_pretrained(out / "adapter", safe_serialization=True)
@@ -76,7 +76,7 @@ def warmup_sft(factory_dir: str | Path, prompt: str, bodies: Sequence[str], spec
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from .factory import load_factory
+    from selfdev.loop.factory import load_factory
 
     torch.set_num_threads(threads)
     model, tok = load_factory(factory_dir, "float32")
@@ -127,14 +127,14 @@ def train_dpo(factory_dir: str | Path, pairs: Sequence[dict], spec: DpoSpec, out
 
     import torch
 
-    from .factory import load_factory
+    from selfdev.loop.factory import load_factory
 
     torch.set_num_threads(threads)
     out = Path(out_dir)
     base = {"kind": "dpo", "parent": str(factory_dir), "pairs": len(pairs), "pairs_file": pairs_path}
     if not pairs:
         # Nothing to learn from: the next iteration samples from the same factory.
-        from .io import atomic_dir, write_json
+        from selfdev.io import atomic_dir, write_json
 
         log = {**base, "skipped": "no preference pairs", "loss_first": None, "loss_last": None, "seconds": 0.0}
         with atomic_dir(out) as tmp:

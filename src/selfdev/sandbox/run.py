@@ -24,7 +24,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .program import DEFAULT_ALLOWED_IMPORTS, CandidateRejected, load_merge
+from selfdev.sandbox.program import CandidateRejected, load_merge
 
 # Verdict categories; "ok" is the only executable one.
 CATEGORIES = (
@@ -98,7 +98,7 @@ def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits, wo
     import torch
     from safetensors.torch import save as to_safetensors  # imported before the sandbox closes
 
-    from .isolation import confine
+    from selfdev.sandbox.isolation import confine
 
     torch.set_num_threads(1)
 

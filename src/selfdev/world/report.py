@@ -1,0 +1,104 @@
+"""The world report: dev accuracy of M0, each expert, the plain average, and grids of Task Arithmetic
+and TIES (mergekit's own), with the targets that say whether merging matters in this world."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from selfdev.io import read_jsonl
+from selfdev.lm import set_threads
+from selfdev.scoring.prompts import load_template
+
+REPORT_FORMAT = "selfdev.world_report.v1"
+
+
+def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str | Path],
+                 tv_paths: Sequence[str | Path], dev_path: str | Path) -> dict:
+    """Dev accuracy of M0, each expert, the plain average, and grids of Task Arithmetic and TIES:
+    the evidence that merging matters in this world."""
+    from selfdev.scoring.evaluate import evaluate
+    from selfdev.lm import GenerationSpec
+    from selfdev.lm import load_causal_lm as load_model
+    from selfdev.scoring.merge import MergeScorer
+    from selfdev.study.baselines import merged_by
+
+    set_threads(config["threads"])
+    ev, rep = config["eval"], config["world"]["report"]
+    tpl = load_template(ev["prompt"])
+    gen = GenerationSpec(ev["max_new_tokens"], ev["batch_size"])
+    dev = read_jsonl(dev_path)
+    # Trusted merges only (TA, TIES): no sandbox limits needed.
+    scorer = MergeScorer(seed_dir, tv_paths, dev, tpl, gen, None, ev["dtype"])
+    rows: list[dict] = []
+
+    def add(method: str, params: dict, result) -> None:
+        rows.append({"method": method, "params": params, "dev_accuracy": result.accuracy,
+                     "per_skill": result.per_skill})
+
+    def merged(method: str, params: dict) -> dict:
+        # mergekit's own implementations: the same TA/TIES/linear as the study's baselines.
+        return merged_by(method, params, scorer.tvs.names, scorer.base, scorer.tvs.get)
+
+    add("seed", {}, scorer.evaluate_merged(None))
+    for name, path in sorted(expert_dirs.items()):
+        model, tok = load_model(path, ev["dtype"])
+        add("expert", {"name": name}, evaluate(model, tok, dev, tpl, gen))
+    add("average", {}, scorer.evaluate_merged(merged("linear", {})))
+    for lam in rep["ta_lambdas"]:
+        add("task_arithmetic", {"lambda": lam}, scorer.evaluate_merged(merged("task_arithmetic", {"lambda": lam})))
+    for density in rep["ties_densities"]:
+        for lam in rep["ties_lambdas"]:
+            add("ties", {"density": density, "lambda": lam},
+                scorer.evaluate_merged(merged("ties", {"density": density, "lambda": lam})))
+    seed_acc = rows[0]["dev_accuracy"]
+    best_expert = max(r["dev_accuracy"] for r in rows if r["method"] == "expert")
+    merges = [r for r in rows if r["method"] in ("average", "task_arithmetic", "ties")]
+    best_ta_ties = max((r for r in merges if r["method"] != "average"), key=lambda r: r["dev_accuracy"])
+    worst = min(merges, key=lambda r: r["dev_accuracy"])
+    targets = {
+        "seed": seed_acc,
+        "best_expert": best_expert,
+        "best_ta_ties": best_ta_ties["dev_accuracy"],
+        "best_ta_ties_method": best_ta_ties["method"],
+        "best_ta_ties_params": best_ta_ties["params"],
+        "gain_over_seed_points": 100 * (best_ta_ties["dev_accuracy"] - seed_acc),
+        "worst_merge": worst["dev_accuracy"],
+        "spread_points": 100 * (max(r["dev_accuracy"] for r in merges) - worst["dev_accuracy"]),
+        "target_gain_met": 100 * (best_ta_ties["dev_accuracy"] - seed_acc) >= 5,
+        "stretch_merge_beats_every_expert": max(r["dev_accuracy"] for r in merges) > best_expert,
+    }
+    return {"format": REPORT_FORMAT, "n_dev": len(dev), "rows": rows, "targets": targets,
+            "merged_parameters": scorer.tvs.names}
+
+
+def report_markdown(report: dict) -> str:
+    t = report["targets"]
+    lines = ["# Toy world report", "",
+             f"Dev set: {report['n_dev']} problems; merged parameters: {len(report['merged_parameters'])}.", "",
+             "| method | params | dev acc | per skill |", "|---|---|---|---|"]
+    for r in report["rows"]:
+        params = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        skills = " ".join(f"{k}:{100 * v:.0f}" for k, v in r["per_skill"].items())
+        lines.append(f"| {r['method']} | {params} | {100 * r['dev_accuracy']:.1f} | {skills} |")
+    lines += ["", "## Targets", "",
+              f"- M0 {100 * t['seed']:.1f}; best single expert {100 * t['best_expert']:.1f}; "
+              f"best TA/TIES {100 * t['best_ta_ties']:.1f} ({t['best_ta_ties_method']} {t['best_ta_ties_params']})",
+              f"- gain of the best TA/TIES over M0: {t['gain_over_seed_points']:+.1f} points "
+              f"(target >= +5: {'met' if t['target_gain_met'] else 'NOT met'})",
+              f"- spread of merges: {t['spread_points']:.1f} points (worst {100 * t['worst_merge']:.1f})",
+              f"- stretch, some merge beats every single expert: {'yes' if t['stretch_merge_beats_every_expert'] else 'no'}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_world_report(*, config: dict, seed_dir, expert_dirs: Sequence, task_vectors: Sequence, dev,
+                       out_json, out_md) -> dict:
+    """Rule `world_report`: config holds `threads`, `eval` and `world.report`."""
+    from selfdev.io import write_json, write_text
+
+    experts = {Path(p).name: p for p in expert_dirs}
+    report = world_report(config, seed_dir, experts, task_vectors, dev)
+    write_json(report, out_json)
+    write_text(report_markdown(report), out_md)
+    print(report_markdown(report))
+    return report
