@@ -1,3 +1,4 @@
+import re
 import os
 import time
 
@@ -104,3 +105,12 @@ def test_exit_midway_is_a_crash():
     src = "import torch\ndef merge(t):\n    raise SystemExit(0)\n"
     verdict = check_program(src, LIMITS)
     assert verdict.category == "crash" and "SystemExit" in verdict.reason
+
+
+def test_readme_lists_exactly_the_sandbox_categories():
+    from conftest import REPO
+    from selfdev.sandbox.run import CATEGORIES
+
+    text = (REPO / "README.md").read_text()
+    listed = text.split("and one\nreason category:", 1)[1].split(". Verdicts are", 1)[0]
+    assert set(re.findall(r"`(\w+)`", listed)) == set(CATEGORIES)

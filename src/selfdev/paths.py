@@ -23,9 +23,6 @@ class Paths:
     def data(self, name: str) -> str:
         return self._p("world", "data", f"{name}.jsonl")
 
-    def data_dir(self) -> str:
-        return self._p("world", "data")
-
     def seed_model(self) -> str:
         return self._p("world", "seed", "model.safetensors")
 

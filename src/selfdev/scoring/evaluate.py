@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from selfdev.scoring.answer import extract_answer, reference_answer
+from selfdev.scoring.answer import is_correct, reference_answer
 from selfdev.lm import GenerationSpec, greedy_generate
 from selfdev.scoring.prompts import PromptTemplate
 
@@ -45,8 +45,7 @@ def evaluate(
     t0 = time.perf_counter()
     correct = []
     for row, completion in zip(rows, completions):
-        predicted = extract_answer(template.cut(completion))
-        correct.append(predicted is not None and predicted == reference_answer(row["answer"]))
+        correct.append(is_correct(template.cut(completion), reference_answer(row["answer"])))
     by_skill: dict[str, list[bool]] = defaultdict(list)
     for row, ok in zip(rows, correct):
         by_skill[row.get("skill", "all")].append(ok)

@@ -1,0 +1,203 @@
+"""Every figure the README quotes, printed from one finished run: the README's "Measured" section.
+
+    python benchmarks/readme_figures.py --results results            # print the section (markdown)
+    python benchmarks/readme_figures.py --results results --write README.md   # replace it in the README
+    python benchmarks/readme_figures.py --run --workdir /tmp/x --write README.md  # run the default first
+
+The section names the commit, the CPU and the numerics settings the run used, so a reader can tell
+which machine a figure came from; `--write` replaces the text between the README's
+`<!-- readme_figures:start -->` and `<!-- readme_figures:end -->` markers and nothing else.
+With `--study-results` (a run of `--configfile config/study.yaml`) the 3-seed comparison is added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, rule_seconds, run_workflow  # noqa: E402
+
+START, END = "<!-- readme_figures:start -->", "<!-- readme_figures:end -->"
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _ci(d: dict) -> str:
+    return f"{100 * d['estimate']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+
+
+def _commit(results: Path) -> str:
+    """The commit of the checkout that ran (the folder above `results`), else of this repository."""
+    for where in (results.resolve().parent, REPO):
+        out = subprocess.run(["git", "-C", str(where), "log", "-1", "--format=%h %cs"], capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True).stdout.strip()
+            return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+    return "unknown"
+
+
+def _machine() -> str:
+    import torch
+
+    import selfdev
+
+    with open("/proc/cpuinfo") as fh:
+        info = fh.read()
+    cpu = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+               platform.machine())
+    cpu += " (AVX-512)" if " avx512f" in info else " (AVX2)" if " avx2" in info else ""
+    pinned = {k: os.environ.get(k) for k in selfdev.PINNED_CPU_ENV}
+    return (f"{cpu}, {os.cpu_count()} cores; torch {torch.__version__} kernels "
+            f"{torch.backends.cpu.get_cpu_capability()}; " + ", ".join(f"{k}={v}" for k, v in pinned.items()))
+
+
+def _wall(results: Path) -> float | None:
+    """Wall seconds of the newest finished `snakemake` run in the folder above `results`."""
+    from datetime import datetime
+
+    logs = [p for p in sorted((results.resolve().parent / ".snakemake" / "log").glob("*.snakemake.log"))
+            if "(100%) done" in p.read_text() and "report" not in p.read_text()[:2000]]
+    for log in reversed(logs):
+        stamps = re.findall(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$", log.read_text(), re.M)
+        if len(stamps) >= 2:
+            fmt = "%a %b %d %H:%M:%S %Y"
+            return (datetime.strptime(stamps[-1], fmt) - datetime.strptime(stamps[0], fmt)).total_seconds()
+    return None
+
+
+def world_section(results: Path) -> list[str]:
+    rep = json.loads((results / "world" / "report.json").read_text())
+    t = rep["targets"]
+    rows = rep["rows"]
+    experts = [r for r in rows if r["method"] == "expert"]
+    ta = max((r for r in rows if r["method"] == "task_arithmetic"), key=lambda r: r["dev_accuracy"])
+    ties = max((r for r in rows if r["method"] == "ties"), key=lambda r: r["dev_accuracy"])
+    avg = next(r for r in rows if r["method"] == "average")
+    return [
+        f"- **World** (`results/world/report.md`, {rep['n_dev']} dev problems): M0 {_pct(t['seed'])}; experts "
+        + ", ".join(f"{r['params']['name']} {_pct(r['dev_accuracy'])}" for r in experts)
+        + f"; average {_pct(avg['dev_accuracy'])}; Task Arithmetic best {_pct(ta['dev_accuracy'])} "
+        f"(lambda {ta['params']['lambda']}), TIES best {_pct(ties['dev_accuracy'])} "
+        f"(density {ties['params']['density']}, lambda {ties['params']['lambda']}): "
+        f"**{t['gain_over_seed_points']:+.1f} over M0** (target >= +5: {'met' if t['target_gain_met'] else 'NOT met'}); "
+        f"merges spread over {t['spread_points']:.1f} points; some merge beats every expert: "
+        f"{'yes' if t['stretch_merge_beats_every_expert'] else 'no'}.",
+    ]
+
+
+def loop_section(results: Path) -> list[str]:
+    arms = json.loads((results / "final" / "arms.json").read_text())
+    names = list(arms["arms"])
+    summaries = {a: json.loads((results / "loop" / a / "seed0" / "summary.json").read_text()) for a in names}
+    head = "| iteration | T | " + " | ".join(f"{a} executable % | {a} unique | {a} dev mean [95% CI]" for a in names) + " |"
+    lines = ["", f"- **Loop** (N = {summaries[names[0]]['iterations'][0]['stats']['candidates']} per iteration, seed 0):",
+             "", "  " + head, "  |" + "---|" * (2 + 3 * len(names))]
+    for i, it in enumerate(summaries[names[0]]["iterations"]):
+        cells = [str(it["iteration"]), f"{it['stats']['temperature']:.3f}"]
+        for a in names:
+            s = summaries[a]["iterations"][i]["stats"]
+            d = arms["arms"][a]["iterations"][i]
+            cells += [f"{100 * s['executable_rate']:.1f}", str(s["unique"]),
+                      f"{_pct(d['dev_mean'])} [{_pct(d['dev_low'])}, {_pct(d['dev_high'])}]"]
+        lines.append("  | " + " | ".join(cells) + " |")
+    best = {a: summaries[a]["best"] for a in names}
+    lines += ["", "  Best dev: " + "; ".join(
+        f"{a} {_pct(b['dev_accuracy'])} (`{b['body'].strip().splitlines()[-1].strip()}`)" for a, b in best.items() if b)
+        + "."]
+    return lines
+
+
+def study_section(results: Path) -> list[str]:
+    s = json.loads((results / "summary.json").read_text())
+    h, lines = s["headline"], [""]
+    if h.get("available"):
+        b = h["best_discovered"]
+        lines.append(f"- **Held-out test** (`results/summary.md`): the best discovered program (dpo, top by dev) "
+                     f"scores {_pct(b['test_accuracy'])} [{_pct(b['test_low'])}, {_pct(b['test_high'])}].")
+        labels = {"vs_best_budget": "the budget-matched baseline best on dev",
+                  "vs_test_best_budget": "the budget-matched baseline best on test",
+                  "vs_best_grid": "the grid-tuned baseline best on dev",
+                  "vs_test_best_grid": "the grid-tuned baseline best on test"}
+        for key, label in labels.items():
+            v = h.get(key)
+            if v:
+                target = f" (target >= 0: {'met' if v['target_met'] else 'NOT met'})" if key == "vs_best_budget" else ""
+                lines.append(f"  - against {label} ({v['method']}, test {_pct(v['test_accuracy'])}): "
+                             f"**{_ci(v['margin'])}** points{target}")
+    d = s["dpo_vs_nodpo"]
+    if d.get("available"):
+        lines.append(f"- **DPO vs no-DPO**: {d['test_statement']} {d['dev_statement']}")
+    t = s["transfer"]
+    if t.get("available"):
+        lines.append(f"- **Transfer**: the top discovered program applied unchanged scores {_pct(t['program_test'])} on "
+                     f"the unseen family's test against {t['baseline']} re-tuned there, {_pct(t['baseline_test'])}: "
+                     f"**{_ci(t['margin'])}** points.")
+    return lines
+
+
+def seeds_section(results: Path) -> list[str]:
+    arms = json.loads((results / "final" / "arms.json").read_text())
+    d = arms["dpo_vs_nodpo"]
+    lines = ["", f"- **{max(len(a['seeds']) for a in arms['arms'].values())} seeds per arm** "
+             f"(`--configfile config/study.yaml`): " + d.get("test_statement", "") + " " + d.get("dev_statement", "")]
+    for a, v in arms["arms"].items():
+        per = ", ".join(f"{_pct(x)}" for x in v["best_test_per_seed"].values())
+        lines.append(f"  - {a}: best program's test accuracy per seed {per}")
+    return lines
+
+
+def time_section(results: Path) -> list[str]:
+    secs = rule_seconds(results / "benchmarks")
+    wall = _wall(results)
+    top = sorted(secs.items(), key=lambda kv: -kv[1])[:6]
+    return ["", (f"- **Time**: end to end {wall / 60:.1f} min" if wall else "- **Time**: end to end not recorded")
+            + f"; sum of rule wall times {sum(secs.values()) / 60:.1f} min over {len(secs)} jobs; slowest: "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in top) + "."]
+
+
+def section(results: Path, study_results: Path | None) -> str:
+    lines = [START, "",
+             f"Printed by `python benchmarks/readme_figures.py` from one run of `snakemake --cores all` at commit "
+             f"{_commit(results)}, on {_machine()}.", ""]
+    lines += world_section(results) + loop_section(results) + study_section(results)
+    if study_results is not None:
+        lines += seeds_section(study_results)
+    lines += time_section(results) + ["", END]
+    return "\n".join(lines)
+
+
+def write(readme: Path, text: str) -> None:
+    old = readme.read_text()
+    if START not in old or END not in old:
+        raise SystemExit(f"{readme}: no {START} ... {END} markers to replace")
+    head, rest = old.split(START, 1)
+    readme.write_text(head + text + rest.split(END, 1)[1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", default="results", help="a finished run's results folder")
+    p.add_argument("--study-results", default=None, help="a finished run of config/study.yaml (3 seeds)")
+    p.add_argument("--run", action="store_true", help="run the default workflow from scratch in --workdir first")
+    p.add_argument("--workdir", default="/tmp/selfdev-readme")
+    p.add_argument("--write", default=None, help="README file whose marked section to replace")
+    args = p.parse_args(argv)
+    results = run_workflow(args.workdir, None)[0] if args.run else Path(args.results)
+    text = section(results, Path(args.study_results) if args.study_results else None)
+    print(text)
+    if args.write:
+        write(Path(args.write), text)
+
+
+if __name__ == "__main__":
+    main()
