@@ -7,7 +7,9 @@
 The section names the commit, the CPU and the numerics settings the run used, so a reader can tell
 which machine a figure came from; `--write` replaces the text between the README's
 `<!-- readme_figures:start -->` and `<!-- readme_figures:end -->` markers and nothing else.
-With `--study-results` (a run of `--configfile config/study.yaml`) the 3-seed comparison is added.
+With `--study-results` (a run of `--configfile config/study.yaml`) the 3-seed comparison is added; with
+`--world-seeds DIR ...` (worlds built with `snakemake results/world/report.json --config seed=N -d DIR`) the
+spread of the toy world over master seeds.
 """
 
 from __future__ import annotations
@@ -65,8 +67,9 @@ def _wall(results: Path) -> float | None:
     """Wall seconds of the newest finished `snakemake` run in the folder above `results`."""
     from datetime import datetime
 
+    # The HTML report's inner `snakemake --report` runs no job, so it never logs "(100%) done".
     logs = [p for p in sorted((results.resolve().parent / ".snakemake" / "log").glob("*.snakemake.log"))
-            if "(100%) done" in p.read_text() and "report" not in p.read_text()[:2000]]
+            if "(100%) done" in p.read_text()]
     for log in reversed(logs):
         stamps = re.findall(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$", log.read_text(), re.M)
         if len(stamps) >= 2:
@@ -145,6 +148,37 @@ def study_section(results: Path) -> list[str]:
     return lines
 
 
+def world_seeds_section(results: Path, others: list[Path]) -> list[str]:
+    """The toy world over master seeds: M0, the best expert and the best TA/TIES gain, seed by seed."""
+    cells = []
+    for folder in [results.resolve().parent, *others]:
+        cfg_seed = _master_seed(folder)
+        t = json.loads((folder / "results" / "world" / "report.json").read_text())["targets"]
+        cells.append((cfg_seed, t))
+    cells.sort(key=lambda c: c[0])
+    gains = [t["gain_over_seed_points"] for _, t in cells]
+    return ["", f"- **The world over master seeds** ({len(cells)} worlds, `seed` {', '.join(str(s) for s, _ in cells)}): "
+            + "; ".join(f"seed {s}: M0 {_pct(t['seed'])}, best expert {_pct(t['best_expert'])}, best TA/TIES "
+                        f"{_pct(t['best_ta_ties'])} ({t['gain_over_seed_points']:+.1f})" for s, t in cells)
+            + f". The gain of merging over M0 ranges {min(gains):+.1f} to {max(gains):+.1f} points."]
+
+
+def _master_seed(folder: Path) -> int:
+    """The master seed a world was built with, from its M0 rule's recorded params (Snakemake metadata)."""
+    import base64
+
+    meta = folder / ".snakemake" / "metadata"
+    target = "results/world/seed/model.safetensors"
+    path = meta / base64.urlsafe_b64encode(target.encode()).decode()
+    if path.is_file():
+        params = json.loads(path.read_text()).get("params", [])
+        for p in params:
+            m = re.search(r"'seed': (\d+)", p)
+            if m:
+                return int(m.group(1))
+    return 0
+
+
 def seeds_section(results: Path) -> list[str]:
     arms = json.loads((results / "final" / "arms.json").read_text())
     d = arms["dpo_vs_nodpo"]
@@ -165,11 +199,14 @@ def time_section(results: Path) -> list[str]:
             + ", ".join(f"{k} {v:.0f} s" for k, v in top) + "."]
 
 
-def section(results: Path, study_results: Path | None) -> str:
+def section(results: Path, study_results: Path | None, world_seeds: list[Path] | None = None) -> str:
     lines = [START, "",
              f"Printed by `python benchmarks/readme_figures.py` from one run of `snakemake --cores all` at commit "
              f"{_commit(results)}, on {_machine()}.", ""]
-    lines += world_section(results) + loop_section(results) + study_section(results)
+    lines += world_section(results)
+    if world_seeds:
+        lines += world_seeds_section(results, world_seeds)
+    lines += loop_section(results) + study_section(results)
     if study_results is not None:
         lines += seeds_section(study_results)
     lines += time_section(results) + ["", END]
@@ -188,12 +225,14 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", default="results", help="a finished run's results folder")
     p.add_argument("--study-results", default=None, help="a finished run of config/study.yaml (3 seeds)")
+    p.add_argument("--world-seeds", nargs="*", default=[], help="folders of worlds built with other master seeds")
     p.add_argument("--run", action="store_true", help="run the default workflow from scratch in --workdir first")
     p.add_argument("--workdir", default="/tmp/selfdev-readme")
     p.add_argument("--write", default=None, help="README file whose marked section to replace")
     args = p.parse_args(argv)
     results = run_workflow(args.workdir, None)[0] if args.run else Path(args.results)
-    text = section(results, Path(args.study_results) if args.study_results else None)
+    text = section(results, Path(args.study_results) if args.study_results else None,
+                   [Path(w) for w in args.world_seeds])
     print(text)
     if args.write:
         write(Path(args.write), text)

@@ -104,6 +104,13 @@ def world_files(family="main"):
     }
 
 
+def factory_source(wildcards):
+    """The initial factory's folder when `factory.model` is a local folder (a declared input, so replacing
+    it reruns the conversion); nothing for a hub id or the packaged GGUF."""
+    source = os.path.expanduser(config["factory"]["model"])
+    return [source] if os.path.isdir(source) else []
+
+
 def initial_factory():
     """The factory iteration 1 samples from: the warmed-up one when the warm-up is on."""
     return PATHS.factory_warmup() if config["factory"]["warmup"]["enabled"] else PATHS.factory_initial()

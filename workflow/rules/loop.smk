@@ -6,6 +6,8 @@
 
 
 rule factory_initial:
+    input:
+        source=factory_source,
     output:
         model=PATHS.factory_initial(),
         train_log=PATHS.train_log(PATHS.factory_initial()),
