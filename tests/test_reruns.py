@@ -25,15 +25,11 @@ def _run(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedP
     return subprocess.run(snakemake_cmd(workdir, *args), capture_output=True, text=True, timeout=timeout)
 
 
-def _config(tiny_factory) -> dict:
-    return workflow_config(tiny_factory)
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, tiny_factory):
     """An uninterrupted micro run, to the end of the study."""
     root = tmp_path_factory.mktemp("uninterrupted")
-    (root / "micro.yaml").write_text(yaml.safe_dump(_config(tiny_factory)))
+    (root / "micro.yaml").write_text(yaml.safe_dump(workflow_config(tiny_factory)))
     run = _run(root, "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]
     return root
@@ -73,7 +69,7 @@ def _rules(jobs: set[str]) -> set[str]:
 
 
 def test_rerunning_a_finished_run_does_nothing(finished_run, tiny_factory):
-    assert _scheduled(finished_run, _config(tiny_factory)) == set()
+    assert _scheduled(finished_run, workflow_config(tiny_factory)) == set()
 
 
 def test_reordered_keys_rerun_nothing(finished_run, tiny_factory):
@@ -84,13 +80,13 @@ def test_reordered_keys_rerun_nothing(finished_run, tiny_factory):
             return [reverse(v) for v in value]
         return value
 
-    cfg = reverse(_config(tiny_factory))
-    assert list(cfg) != list(_config(tiny_factory)) and list(cfg["sandbox"]) != list(_config(tiny_factory)["sandbox"])
+    cfg = reverse(workflow_config(tiny_factory))
+    assert list(cfg) != list(workflow_config(tiny_factory)) and list(cfg["sandbox"]) != list(workflow_config(tiny_factory)["sandbox"])
     assert _scheduled(finished_run, cfg) == set()
 
 
 def test_report_only_keys_schedule_no_training_sampling_or_scoring(finished_run, tiny_factory):
-    cfg = _config(tiny_factory)
+    cfg = workflow_config(tiny_factory)
     cfg["world"] = {**cfg["world"], "report": {"ta_lambdas": [0.4, 0.8], "ties_densities": [0.3], "ties_lambdas": [1.0]}}
     jobs = _rules(_scheduled(finished_run, cfg))
     assert "world_report" in jobs
@@ -99,7 +95,7 @@ def test_report_only_keys_schedule_no_training_sampling_or_scoring(finished_run,
 
 
 def test_a_new_transfer_expert_schedules_itself_and_the_transfer_study_only(finished_run, tiny_factory):
-    cfg = _config(tiny_factory)
+    cfg = workflow_config(tiny_factory)
     cfg["world"] = {**cfg["world"],
                     "transfer_experts": cfg["world"]["transfer_experts"] + [{"name": "t_mul", "skills": ["mul"]}]}
     jobs = _scheduled(finished_run, cfg)
@@ -113,7 +109,7 @@ def test_a_new_transfer_expert_schedules_itself_and_the_transfer_study_only(fini
 
 
 def test_a_sandbox_limit_reruns_only_what_the_sandbox_touched(finished_run, tiny_factory):
-    cfg = _config(tiny_factory)
+    cfg = workflow_config(tiny_factory)
     cfg["sandbox"] = {**cfg["sandbox"], "cpu_s": 11}
     jobs = _scheduled(finished_run, cfg)
     rules = _rules(jobs)
@@ -151,7 +147,7 @@ def _tables(results: Path) -> dict[str, object]:
 
 
 def test_sigkill_at_several_points_then_unlock_and_rerun_gives_identical_tables(finished_run, tmp_path, tiny_factory):
-    (tmp_path / "micro.yaml").write_text(yaml.safe_dump(_config(tiny_factory)))
+    (tmp_path / "micro.yaml").write_text(yaml.safe_dump(workflow_config(tiny_factory)))
     logs = tmp_path / "results" / "logs"
     killed_at = []
     for point in KILL_POINTS:

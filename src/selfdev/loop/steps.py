@@ -12,7 +12,6 @@ from selfdev.loop import tables as loop
 from selfdev.config import sandbox_limits
 from selfdev.lm import set_threads
 from selfdev.seeds import derive_seed
-from selfdev.io import read_json, write_json
 
 
 def _progress(total: int, desc: str):
@@ -130,7 +129,7 @@ def summary_step(*, run: str, iterations: Sequence[dict], world_report: str, out
     """One run's (arm and seed) per-iteration statistics. Each of `iterations` names that iteration's
     files (candidates, executable, scores, and for the dpo arm pairs and train_log); every one is a
     declared input of the rule. Seconds per stage are in the Snakemake benchmark files (benchmarks/)."""
-    report = read_json(world_report)
+    report = io.read_json(world_report)
     t = report["targets"]
     ta = max((r for r in report["rows"] if r["method"] == "task_arithmetic"), key=lambda r: r["dev_accuracy"])
     out, score_tables = [], []
@@ -140,7 +139,7 @@ def summary_step(*, run: str, iterations: Sequence[dict], world_report: str, out
         scores = io.read_table(files["scores"], loop.SCORES_V)
         # The nodpo arm has no pairs and no DPO step.
         pairs = loop.read_pairs(files["pairs"]) if "pairs" in files else []
-        dpo_log = read_json(files["train_log"]) if "train_log" in files else {}
+        dpo_log = io.read_json(files["train_log"]) if "train_log" in files else {}
         score_tables.append(scores)
         out.append({"iteration": i, "stats": loop.iteration_stats(cands, execs, scores, pairs, dpo_log),
                     "best_so_far": (loop.best_program(score_tables) or {}).get("dev_accuracy")})
@@ -151,6 +150,6 @@ def summary_step(*, run: str, iterations: Sequence[dict], world_report: str, out
                "iterations": out,
                "best": {k: best[k] for k in ("candidate_id", "iteration", "code_hash", "dev_accuracy", "body",
                                              "code", "factory")} if best else None}
-    write_json(summary, out_json)
+    io.write_json(summary, out_json)
     io.write_text(loop.summary_markdown(summary), out_md)
     return summary

@@ -48,10 +48,8 @@ def expert_rows(name: str, *, seed: int, expert_skills: Sequence[str], skills: S
                 replay_fraction: float) -> list[dict]:
     """Expert `name`'s training data: the full range of its own skills, plus `replay_fraction` of M0's
     curriculum (all skills). Seeded by the expert's name, so adding or renaming another expert (of
-    either family) never changes this one."""
-    unknown = set(expert_skills) - set(skills)
-    if unknown:
-        raise ValueError(f"expert {name!r}: skills {sorted(unknown)} are not in world.skills {list(skills)}")
+    either family) never changes this one. That its skills are in `world.skills` is checked by
+    `selfdev.config.validate_config`."""
     own = toydata.make_split(derive_seed(seed, "data", "expert", name), list(expert_skills), per_skill)
     n_replay = int(round(len(own) * replay_fraction / (1 - replay_fraction) / len(skills))) if replay_fraction else 0
     replay = (toydata.make_split(derive_seed(seed, "data", "replay", name), list(skills), n_replay, restricted=True)
@@ -70,9 +68,8 @@ def _balanced(rows: Sequence[dict], skills: Sequence[str], per_skill: int) -> li
 
 
 def tiny_llama_spec(model: dict) -> TinyLlamaSpec:
-    """The toy model's size from the validated `world.model` section."""
-    if model["hidden_size"] % model["num_attention_heads"]:
-        raise ValueError("world.model.num_attention_heads must divide world.model.hidden_size")
+    """The toy model's size from the validated `world.model` section (heads dividing the hidden size
+    is checked by `selfdev.config.validate_config`)."""
     return TinyLlamaSpec(model["hidden_size"], model["intermediate_size"], model["num_hidden_layers"],
                          model["num_attention_heads"])
 

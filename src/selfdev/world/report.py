@@ -6,9 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from selfdev.io import read_jsonl
 from selfdev.lm import set_threads
-from selfdev.scoring.prompts import load_template
 
 REPORT_FORMAT = "selfdev.world_report.v1"
 
@@ -17,19 +15,16 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
                  tv_paths: Sequence[str | Path], dev_path: str | Path) -> dict:
     """Dev accuracy of M0, each expert, the plain average, and grids of Task Arithmetic and TIES:
     the evidence that merging matters in this world."""
-    from selfdev.scoring.evaluate import evaluate
-    from selfdev.lm import GenerationSpec
     from selfdev.lm import load_causal_lm as load_model
-    from selfdev.scoring.merge import MergeScorer
+    from selfdev.scoring.evaluate import evaluate
+    from selfdev.scoring.programs import make_scorer
     from selfdev.study.baselines import merged_by
 
     set_threads(config["threads"])
     ev, rep = config["eval"], config["world"]["report"]
-    tpl = load_template(ev["prompt"])
-    gen = GenerationSpec(ev["max_new_tokens"], ev["batch_size"])
-    dev = read_jsonl(dev_path)
-    # Trusted merges only (TA, TIES): no sandbox limits needed.
-    scorer = MergeScorer(seed_dir, tv_paths, dev, tpl, gen, None, ev["dtype"])
+    # Trusted merges only (TA, TIES): the rule's config has no sandbox keys, so no sandbox limits.
+    scorer = make_scorer(config, seed_dir, tv_paths, dev_path)
+    dev = scorer.rows
     rows: list[dict] = []
 
     def add(method: str, params: dict, result) -> None:
@@ -43,7 +38,7 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
     add("seed", {}, scorer.evaluate_merged(None))
     for name, path in sorted(expert_dirs.items()):
         model, tok = load_model(path, ev["dtype"])
-        add("expert", {"name": name}, evaluate(model, tok, dev, tpl, gen))
+        add("expert", {"name": name}, evaluate(model, tok, dev, scorer.template, scorer.gen))
     add("average", {}, scorer.evaluate_merged(merged("linear", {})))
     for lam in rep["ta_lambdas"]:
         add("task_arithmetic", {"lambda": lam}, scorer.evaluate_merged(merged("task_arithmetic", {"lambda": lam})))
