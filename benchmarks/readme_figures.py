@@ -26,7 +26,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, rule_seconds, run_workflow  # noqa: E402
 
-START, END = "<!-- readme_figures:start -->", "<!-- readme_figures:end -->"
+STAGES = ("world_split", "expert_data", "world_seed", "world_expert", "task_vector", "world_report", "check",
+          "score_algorithm", "factory_initial", "factory_warmup", "sample", "filter", "score", "pairs", "dpo",
+          "final_test", "baseline", "singles", "transfer")
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+START, END = markers("readme_figures")
 
 
 def _pct(x) -> str:
@@ -87,7 +96,7 @@ def world_section(results: Path) -> list[str]:
     ties = max((r for r in rows if r["method"] == "ties"), key=lambda r: r["dev_accuracy"])
     avg = next(r for r in rows if r["method"] == "average")
     return [
-        f"- **World** (`results/world/report.md`, {rep['n_dev']} dev problems): M0 {_pct(t['seed'])}; experts "
+        f"- **World** (`{results.name}/world/report.md`, {rep['n_dev']} dev problems): M0 {_pct(t['seed'])}; experts "
         + ", ".join(f"{r['params']['name']} {_pct(r['dev_accuracy'])}" for r in experts)
         + f"; average {_pct(avg['dev_accuracy'])}; Task Arithmetic best {_pct(ta['dev_accuracy'])} "
         f"(lambda {ta['params']['lambda']}), TIES best {_pct(ties['dev_accuracy'])} "
@@ -125,7 +134,7 @@ def study_section(results: Path) -> list[str]:
     h, lines = s["headline"], [""]
     if h.get("available"):
         b = h["best_discovered"]
-        lines.append(f"- **Held-out test** (`results/summary.md`): the best discovered program (dpo, top by dev) "
+        lines.append(f"- **Held-out test** (`{results.name}/summary.md`): the best discovered program (dpo, top by dev) "
                      f"scores {_pct(b['test_accuracy'])} [{_pct(b['test_low'])}, {_pct(b['test_high'])}].")
         labels = {"vs_best_budget": "the budget-matched baseline best on dev",
                   "vs_test_best_budget": "the budget-matched baseline best on test",
@@ -194,14 +203,23 @@ def time_section(results: Path) -> list[str]:
     secs = rule_seconds(results / "benchmarks")
     wall = _wall(results)
     top = sorted(secs.items(), key=lambda kv: -kv[1])[:6]
+    stages: dict[str, list[float]] = {}
+    for name, sec in secs.items():
+        stage = next((st for st in sorted(STAGES, key=len, reverse=True) if name.startswith(st)), "other")
+        stages.setdefault(stage, []).append(sec)
+    per_stage = ", ".join(f"{st} {sum(v):.0f} s ({len(v)} job{'s' if len(v) > 1 else ''})"
+                          for st, v in sorted(stages.items(), key=lambda kv: -sum(kv[1])))
     return ["", (f"- **Time**: end to end {wall / 60:.1f} min" if wall else "- **Time**: end to end not recorded")
             + f"; sum of rule wall times {sum(secs.values()) / 60:.1f} min over {len(secs)} jobs; slowest: "
-            + ", ".join(f"{k} {v:.0f} s" for k, v in top) + "."]
+            + ", ".join(f"{k} {v:.0f} s" for k, v in top) + f". By stage: {per_stage}."]
 
 
-def section(results: Path, study_results: Path | None, world_seeds: list[Path] | None = None) -> str:
-    lines = [START, "",
-             f"Printed by `python benchmarks/readme_figures.py` from one run of `snakemake --cores all` at commit "
+def section(results: Path, study_results: Path | None, world_seeds: list[Path] | None = None,
+            marker: str = "readme_figures", configfile: str | None = None) -> str:
+    start, end = markers(marker)
+    how = f"`snakemake --cores all --configfile {configfile}`" if configfile else "`snakemake --cores all`"
+    lines = [start, "",
+             f"Printed by `python benchmarks/readme_figures.py` from one run of {how} at commit "
              f"{_commit(results)}, on {_machine()}.", ""]
     lines += world_section(results)
     if world_seeds:
@@ -209,16 +227,17 @@ def section(results: Path, study_results: Path | None, world_seeds: list[Path] |
     lines += loop_section(results) + study_section(results)
     if study_results is not None:
         lines += seeds_section(study_results)
-    lines += time_section(results) + ["", END]
+    lines += time_section(results) + ["", end]
     return "\n".join(lines)
 
 
-def write(readme: Path, text: str) -> None:
+def write(readme: Path, text: str, marker: str = "readme_figures") -> None:
+    start, end = markers(marker)
     old = readme.read_text()
-    if START not in old or END not in old:
-        raise SystemExit(f"{readme}: no {START} ... {END} markers to replace")
-    head, rest = old.split(START, 1)
-    readme.write_text(head + text + rest.split(END, 1)[1])
+    if start not in old or end not in old:
+        raise SystemExit(f"{readme}: no {start} ... {end} markers to replace")
+    head, rest = old.split(start, 1)
+    readme.write_text(head + text + rest.split(end, 1)[1])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -229,13 +248,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--run", action="store_true", help="run the default workflow from scratch in --workdir first")
     p.add_argument("--workdir", default="/tmp/selfdev-readme")
     p.add_argument("--write", default=None, help="README file whose marked section to replace")
+    p.add_argument("--marker", default="readme_figures",
+                   help="the README's section markers (smollm_figures: the config/smollm.yaml run)")
+    p.add_argument("--configfile", default=None, help="the config the run used (named in the text)")
     args = p.parse_args(argv)
-    results = run_workflow(args.workdir, None)[0] if args.run else Path(args.results)
+    results = run_workflow(args.workdir, args.configfile)[0] if args.run else Path(args.results)
     text = section(results, Path(args.study_results) if args.study_results else None,
-                   [Path(w) for w in args.world_seeds])
+                   [Path(w) for w in args.world_seeds], args.marker, args.configfile)
     print(text)
     if args.write:
-        write(Path(args.write), text)
+        write(Path(args.write), text, args.marker)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def _in_process_probe(merge) -> None:
 def main(argv: list[str] | None = None) -> None:
     args, config = load_bench_config(__doc__, 5, argv)
     files = world_inputs(config, "dev")
-    scorer = make_scorer(config, files["seed_dir"], files["task_vectors"], files["rows"])
+    scorer = make_scorer(config, files["seed_dir"], files["task_vectors"], files["rows"], files["shots"])
     probe_limits, merge_limits = sandbox_limits(config, "probe"), sandbox_limits(config, "merge")
     print(f"world: {len(scorer.tvs.names)} merged parameters, {len(scorer.rows)} dev problems; "
           f"median of {args.repeats} runs, seconds")

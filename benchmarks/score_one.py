@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
 
     files = world_inputs(config, "dev")
     t0 = time.perf_counter()
-    scorer = make_scorer(config, files["seed_dir"], files["task_vectors"], files["rows"])
+    scorer = make_scorer(config, files["seed_dir"], files["task_vectors"], files["rows"], files["shots"])
     print(f"\nscorer set-up (load M0, open task vectors): {time.perf_counter() - t0:.2f} s; "
           f"{len(scorer.tvs.names)} merged parameters, {len(scorer.rows)} dev problems")
 

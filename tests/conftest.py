@@ -51,7 +51,7 @@ def micro_world(tmp_path_factory):
     p = Paths(cfg["results"])
     prompt = cfg["eval"]["prompt"]
     for split in world.SPLITS:
-        world.write_split(split=split, config=cfg, out=p.data(split))
+        world.write_split(split=split, config=cfg, out=p.data(split), prompt=prompt)
     world.seed_step(config=cfg, prompt=prompt, data=p.data("seed_train"), out_dir=p.seed_dir())
     for entry in cfg["world"]["experts"]:
         e, expert_cfg = entry["name"], {**cfg, "expert": entry}

@@ -77,7 +77,7 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
     config = validate_config(dict(yaml.safe_load((tmp_path / "micro.yaml").read_text()), results=str(res)))
     files = world_inputs(config, "dev")
     for name, path in reference_paths().items():
-        clean = score_file(path, config, "dev", files["seed_dir"], files["task_vectors"], files["rows"])
+        clean = score_file(path, config, "dev", files["seed_dir"], files["task_vectors"], files["rows"], files["shots"])
         rec = json.loads((res / "algorithms" / name / "score.json").read_text())
         assert rec["executable"] and rec["accuracy"] == clean["accuracy"], name
     for f in ["world/report.md", "world/report.json", "algorithms/summary.md", "world/seed/model.safetensors",

@@ -55,13 +55,13 @@ def test_sandboxed_merge_equals_in_process_math(micro_world):
 @pytest.mark.parametrize("name", sorted(reference_paths()))
 def test_reference_algorithms_score(micro_world, name):
     files = world_inputs(micro_world, "dev")
-    rec = score_file(reference_paths()[name], micro_world, "dev", files["seed_dir"], files["task_vectors"], files["rows"])
+    rec = score_file(reference_paths()[name], micro_world, "dev", files["seed_dir"], files["task_vectors"], files["rows"], files["shots"])
     assert rec["executable"] and rec["n"] == 20
     # The sandboxed program scores exactly what the same merge computed in-process scores, row by row.
     from selfdev.study.stats import from_bits
     from selfdev.study.baselines import mergekit_delta
 
-    scorer = make_scorer(micro_world, files["seed_dir"], files["task_vectors"], files["rows"])
+    scorer = make_scorer(micro_world, files["seed_dir"], files["task_vectors"], files["rows"], files["shots"])
     math = {"mean": lambda n: torch.stack(scorer.tvs.get(n)).mean(0),
             "task_arithmetic": lambda n: 0.5 * torch.stack(scorer.tvs.get(n)).sum(0),
             "ties": lambda n: mergekit_delta("ties", scorer.base(n), scorer.tvs.get(n), {"density": 0.5, "lambda": 1.0})}
@@ -73,7 +73,7 @@ def test_reference_algorithms_score(micro_world, name):
 
 def test_zero_merge_scores_exactly_m0_and_restores_weights(micro_world):
     files = world_inputs(micro_world, "dev")
-    scorer = make_scorer(micro_world, files["seed_dir"], files["task_vectors"], files["rows"])
+    scorer = make_scorer(micro_world, files["seed_dir"], files["task_vectors"], files["rows"], files["shots"])
     m0 = scorer.evaluate_merged(None)
     # What the model writes, not only its accuracy (M0 may score 0 on the micro world).
     zero = scorer.evaluate_merged({n: torch.zeros(scorer.tvs.shape(n)) for n in scorer.tvs.names})
@@ -90,7 +90,7 @@ def test_zero_merge_scores_exactly_m0_and_restores_weights(micro_world):
 def test_broken_program_is_not_scored(micro_world):
     files = world_inputs(micro_world, "dev")
     rec = score_file(_write(micro_world, "def merge(t):\n    return t[0][:2]\n"), micro_world, "dev",
-                     files["seed_dir"], files["task_vectors"], files["rows"])
+                     files["seed_dir"], files["task_vectors"], files["rows"], files["shots"])
     assert not rec["executable"] and rec["category"] == "wrong_shape" and rec["accuracy"] is None
 
 
@@ -104,7 +104,7 @@ def test_world_report_has_targets(micro_world):
     p = Paths(micro_world["results"])
     experts = {e: p.expert_dir(e) for e in expert_names(micro_world)}
     rep = world_report(micro_world, p.seed_dir(), experts,
-                       [p.task_vector(e) for e in sorted(experts)], p.data("dev"))
+                       [p.task_vector(e) for e in sorted(experts)], p.data("dev"), p.data("shots"))
     methods = [r["method"] for r in rep["rows"]]
     assert methods.count("expert") == 2 and methods.count("task_arithmetic") == 2 and methods.count("ties") == 1
     assert set(rep["targets"]) >= {"seed", "best_expert", "best_ta_ties", "gain_over_seed_points", "spread_points"}

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         from selfdev.scoring.programs import score_file, world_inputs
 
         files = world_inputs(config, args.split)
-        record = score_file(args.program, config, args.split, files["seed_dir"], files["task_vectors"], files["rows"])
+        record = score_file(args.program, config, args.split, files["seed_dir"], files["task_vectors"], files["rows"],
+                            files["shots"])
     except (ConfigError, FileNotFoundError, ValueError, KeyError) as exc:
         print(f"selfdev: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2

@@ -68,7 +68,10 @@ def _check_across_keys(config: dict, origin: str) -> None:
     skills = set(config["world"]["skills"])
     for family in ("experts", "transfer_experts"):
         for e in config["world"][family]:
-            if set(e["skills"]) - skills:
+            if ("skills" in e) == ("model" in e):
+                raise ConfigError(f"{origin}: world.{family}.{e['name']}: give either `skills` (fine-tuned by the "
+                                  "workflow) or `model` (an existing checkpoint), not both or neither")
+            if set(e.get("skills", [])) - skills:
                 raise ConfigError(f"{origin}: world.{family}.{e['name']}: skills "
                                   f"{sorted(set(e['skills']) - skills)} are not in world.skills {sorted(skills)}")
     if len(transfer) == 1:
@@ -127,7 +130,7 @@ def sandbox_limits(config: dict, phase: str = "probe"):
 
 def expert_skills(world: dict) -> dict[str, list[str]]:
     """Expert name -> skills, in config order."""
-    return {e["name"]: list(e["skills"]) for e in world.get("experts", [])}
+    return {e["name"]: list(e.get("skills", [])) for e in world.get("experts", [])}
 
 
 def expert_names(config: dict) -> list[str]:
@@ -136,7 +139,7 @@ def expert_names(config: dict) -> list[str]:
 
 def transfer_skills(world: dict) -> dict[str, list[str]]:
     """Transfer-family expert name -> skills, in config order."""
-    return {e["name"]: list(e["skills"]) for e in world.get("transfer_experts", [])}
+    return {e["name"]: list(e.get("skills", [])) for e in world.get("transfer_experts", [])}
 
 
 def family_experts(config: dict, family: str) -> list[str]:

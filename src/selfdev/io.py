@@ -132,6 +132,103 @@ def write_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str
         save_file(tensors, str(tmp), metadata=metadata)
 
 
+_ST_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64",
+              "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
+
+
+def write_safetensors_stream(path: str | os.PathLike, specs: Sequence[tuple[str, str, Sequence[int]]], tensors,
+                             metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file written one tensor at a time: `specs` (name, torch dtype name, shape) fix the
+    header first, then `tensors` yields (name, tensor) in the same order. The safetensors package only
+    saves a whole dict, which for a 7B model's task vector would put every tensor in memory at once."""
+    import struct
+
+    import torch
+
+    header: dict = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name, dtype, shape in specs:
+        n = int(torch.Size(shape).numel()) * torch.empty((), dtype=getattr(torch, dtype)).element_size()
+        header[name] = {"dtype": _ST_DTYPES[dtype], "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the format aligns the data to 8 bytes
+    order = [name for name, _, _ in specs]
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)) + raw)
+        for i, (name, tensor) in enumerate(tensors):
+            if i >= len(order) or name != order[i]:
+                raise ValueError(f"{path}: tensor {name!r} out of the declared order")
+            want = header[name]
+            if _ST_DTYPES[str(tensor.dtype).removeprefix("torch.")] != want["dtype"] or list(tensor.shape) != want["shape"]:
+                raise ValueError(f"{path}: tensor {name!r} is {tensor.dtype} {tuple(tensor.shape)}, "
+                                 f"declared {want['dtype']} {tuple(want['shape'])}")
+            fh.write(memoryview(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()))
+        if fh.tell() != 8 + len(raw) + offset:
+            raise ValueError(f"{path}: fewer tensors written than declared ({len(order)})")
+
+
+class SafetensorsFile:
+    """One safetensors file read tensor by tensor with plain reads (no memory map): a read tensor is
+    the only memory it takes, so streaming over a 7B checkpoint holds one parameter at a time (mapped
+    pages would count towards the process's resident memory until the map is dropped). The file stays
+    open (read-only descriptor `fd`) and is read with pread, so a sandboxed child that may not open
+    files can still read the tensors it is given when its parent keeps `fd` open for it."""
+
+    def __init__(self, path: str | os.PathLike):
+        import struct
+
+        self.path = Path(path)
+        try:
+            with open(self.path, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"safetensors file not found: {self.path}") from None
+        except (struct.error, ValueError, UnicodeDecodeError):
+            raise ValueError(f"{self.path}: not a safetensors file (unreadable header)") from None
+        self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+        self._entries = header
+        self._data_start = 8 + n
+        self._torch_dtypes = {v: k for k, v in _ST_DTYPES.items()}
+        self.fd = os.open(self.path, os.O_RDONLY)
+
+    def __del__(self):
+        fd = getattr(self, "fd", None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def keys(self) -> list[str]:
+        return list(self._entries)
+
+    def dtype(self, name: str) -> str:
+        """The torch dtype name (float32, bfloat16, ...) of a tensor."""
+        return self._torch_dtypes.get(self._entries[name]["dtype"], "other")
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._entries[name]["shape"])
+
+    def get(self, name: str):
+        import torch
+
+        entry = self._entries[name]
+        begin, end = entry["data_offsets"]
+        buf = bytearray(end - begin)
+        view, done = memoryview(buf), 0
+        while done < len(buf):  # pread may return less than asked for (e.g. > 2 GiB)
+            got = os.preadv(self.fd, [view[done:]], self._data_start + begin + done)
+            if got <= 0:
+                raise ValueError(f"{self.path}: truncated data for tensor {name!r}")
+            done += got
+        dtype = getattr(torch, self.dtype(name))
+        if not buf:
+            return torch.empty(entry["shape"], dtype=dtype)
+        return torch.frombuffer(buf, dtype=dtype).reshape(entry["shape"])
+
+
 # --- workflow logs --------------------------------------------------------------------------------
 @contextlib.contextmanager
 def logged(log_path: str | os.PathLike) -> Iterator[None]:

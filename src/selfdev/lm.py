@@ -37,8 +37,8 @@ class TrainSpec:
     weight_decay: float = 0.0
 
 
-def load_causal_lm(path, dtype: str = "float32"):
-    """A checkpoint folder as (model in eval mode, tokenizer padding on the left, with a pad token)."""
+def load_causal_lm(path, dtype: str = "float32", device: str = "cpu"):
+    """A checkpoint folder as (model in eval mode on `device`, tokenizer padding on the left, with a pad token)."""
     from pathlib import Path
 
     import torch
@@ -47,6 +47,7 @@ def load_causal_lm(path, dtype: str = "float32"):
     if not Path(path).is_dir():
         raise FileNotFoundError(f"model checkpoint folder not found: {path}")
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+    model.to(device)
     model.eval()
     tok = AutoTokenizer.from_pretrained(str(path))
     tok.padding_side = "left"
@@ -80,8 +81,8 @@ def _encode_examples(tokenizer, template: PromptTemplate, rows: Sequence[dict]) 
     """Token ids of prompt+target+EOS and the prompt length (loss is taken on the target only)."""
     out = []
     for row in rows:
-        prompt = tokenizer(template.render_query(row["question"]), add_special_tokens=False)["input_ids"]
-        target = tokenizer(template.render_target(row["answer"]), add_special_tokens=False)["input_ids"]
+        prompt = tokenizer(template.render(row["question"], (), tokenizer), add_special_tokens=False)["input_ids"]
+        target = tokenizer(template.training_target(row["answer"], tokenizer), add_special_tokens=False)["input_ids"]
         out.append((prompt + target + [tokenizer.eos_token_id], len(prompt)))
     return out
 
@@ -149,7 +150,7 @@ def train_causal_lm(
     losses = []
     for step in range(spec.steps):
         batch = [encoded[rng.randrange(len(encoded))] for _ in range(spec.batch_size)]
-        input_ids, labels, attn = pad_batch(batch, tokenizer.pad_token_id)
+        input_ids, labels, attn = (t.to(model.device) for t in pad_batch(batch, tokenizer.pad_token_id))
         loss = model(input_ids=input_ids, attention_mask=attn, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -186,7 +187,8 @@ def greedy_generate(model, tokenizer, prompts: Sequence[str], spec: GenerationSp
     with torch.inference_mode():
         for start in range(0, len(order), spec.batch_size):
             idx = order[start : start + spec.batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                            add_special_tokens=False).to(model.device)
             gen = model.generate(
                 **enc,
                 do_sample=False,

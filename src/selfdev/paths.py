@@ -23,14 +23,16 @@ class Paths:
     def data(self, name: str) -> str:
         return self._p("world", "data", f"{name}.jsonl")
 
+    # A checkpoint folder is written atomically (selfdev.io.atomic_dir), so its config.json stands for
+    # the whole folder; weights may be one file or shards (model-0000k-of-0000n.safetensors).
     def seed_model(self) -> str:
-        return self._p("world", "seed", "model.safetensors")
+        return self._p("world", "seed", "config.json")
 
     def seed_dir(self) -> str:
         return self._p("world", "seed")
 
     def expert_model(self, expert: str) -> str:
-        return self._p("world", "experts", expert, "model.safetensors")
+        return self._p("world", "experts", expert, "config.json")
 
     def expert_dir(self, expert: str) -> str:
         return self._p("world", "experts", expert)
@@ -55,10 +57,10 @@ class Paths:
     # schedule from the initial factory, never updated) and per repeat seed. Iteration 1 of `nodpo`
     # is iteration 1 of `dpo` (same factory, temperature and seed), so the arms share it.
     def factory_initial(self) -> str:
-        return self._p("factory", "initial", "model.safetensors")
+        return self._p("factory", "initial", "config.json")
 
     def factory_warmup(self) -> str:
-        return self._p("factory", "warmup", "model.safetensors")
+        return self._p("factory", "warmup", "config.json")
 
     def iteration(self, arm: str, seed, it, name: str) -> str:
         return self._p("loop", iteration_owner(arm, it), f"seed{seed}", f"iter{it}", name)
@@ -76,7 +78,7 @@ class Paths:
         return self.iteration(arm, seed, it, "pairs.jsonl")
 
     def factory(self, arm: str, seed, it) -> str:
-        return self.iteration(arm, seed, it, "factory/model.safetensors")
+        return self.iteration(arm, seed, it, "factory/config.json")
 
     @staticmethod
     def train_log(model_file: str) -> str:

@@ -28,13 +28,17 @@ rule score_algorithm:
     output:
         score=PATHS.score("{algo}"),
     params:
-        config=cfg("threads", "eval", "sandbox"),
+        config=cfg("threads", "device", "eval", "sandbox"),
         split="dev",
     threads: config["threads"]
     log:
         PATHS.log("score_{algo}.log"),
     benchmark:
         PATHS.benchmark("score_{algo}.tsv")
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+        gpu=GPUS,
     conda:
         "../envs/selfdev.yaml"
     script:

@@ -43,7 +43,7 @@ wildcard_constraints:
     family="main|transfer",
     method="|".join(METHODS),
     mode="grid|budget",
-    split="seed_train|dev|test",
+    split="seed_train|dev|test|shots",
 
 
 def canonical(value):
@@ -70,11 +70,49 @@ def cfg(*keys):
     return canonical(out)
 
 
+TOY_SEED = config["world"]["seed_model"] == "toy"
+TOY_TASK = config["eval"]["task"] == "toy"
+# GPU rules ask for one GPU unless the config pins the CPU (`auto` may land on a GPU node).
+GPUS = 0 if config["device"] == "cpu" else 1
+
+
 def split_cfg(wildcards):
-    """A shared split's settings: M0's curriculum size, or the dev size (test avoids dev questions)."""
-    sizes = {"seed_train": ["seed_train_per_skill"], "dev": ["dev_per_skill"],
-             "test": ["dev_per_skill", "test_per_skill"]}[wildcards.split]
-    return cfg("seed", "world.skills", *(f"world.data.{k}" for k in sizes))
+    """A shared split's settings. Toy data: M0's curriculum size, or the dev size (test avoids dev
+    questions). A real task: its source and the sizes (shots come after dev in the same draw)."""
+    if TOY_TASK or wildcards.split == "seed_train":
+        sizes = {"seed_train": ["seed_train_per_skill"], "dev": ["dev_per_skill"], "shots": [],
+                 "test": ["dev_per_skill", "test_per_skill"]}[wildcards.split]
+        return cfg("seed", "eval.task", "world.skills", *(f"world.data.{k}" for k in sizes))
+    sizes = {"dev": ["eval.dev_size"], "shots": ["eval.dev_size"], "test": ["eval.test_size"]}[wildcards.split]
+    return cfg("seed", "eval.task", "eval.source", *sizes)
+
+
+def local_folder(source):
+    """A model or dataset source as a declared input when it is a local folder (replacing it reruns
+    what reads it); nothing for a hub id, which parsing never resolves (no download at DAG time)."""
+    path = os.path.expanduser(source)
+    return [path] if source and os.path.isdir(path) else []
+
+
+def split_inputs(wildcards):
+    """The prompt (for its num_shots) of the shots split, and a real task's local data folder."""
+    files = {"prompt": config["eval"]["prompt"]} if wildcards.split == "shots" else {}
+    if not TOY_TASK and wildcards.split != "seed_train":
+        files["source"] = local_folder(config["eval"]["source"])
+    return files
+
+
+def seed_inputs(wildcards):
+    """The toy M0's curriculum and prompt, or the local folder of an imported M0."""
+    if TOY_SEED:
+        return {"data": PATHS.data("seed_train"), "prompt": config["eval"]["prompt"]}
+    return {"source": local_folder(config["world"]["seed_model"])}
+
+
+def seed_cfg(wildcards):
+    if TOY_SEED:
+        return cfg("seed", "device", "world.seed_model", "world.model", "world.seed_training")
+    return cfg("world.seed_model", "world.dtype")
 
 
 def expert_entry(name):
@@ -89,7 +127,24 @@ def expert_data_cfg(wildcards):
 
 
 def expert_cfg(wildcards):
-    return canonical({**cfg("seed", "threads", "world.expert_training"), "expert": expert_entry(wildcards.expert)})
+    entry = expert_entry(wildcards.expert)
+    if "model" in entry:
+        return canonical({**cfg("world.dtype"), "expert": entry})
+    return canonical({**cfg("seed", "threads", "device", "world.expert_training"), "expert": entry})
+
+
+def expert_inputs(wildcards):
+    """A fine-tuned expert's data, M0 and prompt; an imported expert's local folder (and M0, whose
+    import the task vector will be checked against anyway)."""
+    entry = expert_entry(wildcards.expert)
+    if "model" in entry:
+        return {"source": local_folder(entry["model"])}
+    return {"data": PATHS.data(f"expert_{wildcards.expert}"), "seed": PATHS.seed_model(),
+            "prompt": config["eval"]["prompt"]}
+
+
+def expert_family(wildcards):
+    return "experts" if wildcards.expert in EXPERTS else "transfer_experts"
 
 
 def algorithm_file(wildcards):
@@ -101,6 +156,7 @@ def world_files(family="main"):
     return {
         "seed": PATHS.seed_model(),
         "task_vectors": [PATHS.task_vector(e) for e in family_experts(config, family)],
+        "shots": PATHS.data("shots"),
     }
 
 

@@ -18,6 +18,9 @@ rule factory_initial:
         PATHS.log("factory_initial.log"),
     benchmark:
         PATHS.benchmark("factory_initial.tsv")
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -32,13 +35,17 @@ rule factory_warmup:
         model=PATHS.factory_warmup(),
         train_log=PATHS.train_log(PATHS.factory_warmup()),
     params:
-        config=cfg("seed", "loop.threads", "factory.prompt", "factory.warmup"),
+        config=cfg("seed", "device", "loop.threads", "factory.prompt", "factory.warmup"),
     threads: config["loop"]["threads"]
     priority: 10
     log:
         PATHS.log("factory_warmup.log"),
     benchmark:
         PATHS.benchmark("factory_warmup.tsv")
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+        gpu=GPUS,
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -52,13 +59,17 @@ rule sample:
     output:
         candidates=PATHS.candidates("{arm}", "{seed}", "{it}"),
     params:
-        config=cfg("seed", "threads", "factory.prompt", "factory.dtype", "loop.n_samples", "loop.t1", "loop.beta", "loop.top_p", "loop.max_new_tokens", "loop.batch_size"),
+        config=cfg("seed", "threads", "device", "factory.prompt", "factory.dtype", "loop.n_samples", "loop.t1", "loop.beta", "loop.top_p", "loop.max_new_tokens", "loop.batch_size"),
     threads: config["threads"]
     priority: 10
     log:
         PATHS.log("sample_{arm}_s{seed}_it{it}.log"),
     benchmark:
         PATHS.benchmark("sample_{arm}_s{seed}_it{it}.tsv")
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+        gpu=GPUS,
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -95,13 +106,17 @@ rule score:
     output:
         scores=PATHS.scores("{arm}", "{seed}", "{it}"),
     params:
-        config=cfg("threads", "eval", "sandbox"),
+        config=cfg("threads", "device", "eval", "sandbox"),
     threads: config["threads"]
     priority: 10
     log:
         PATHS.log("score_{arm}_s{seed}_it{it}.log"),
     benchmark:
         PATHS.benchmark("score_{arm}_s{seed}_it{it}.tsv")
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+        gpu=GPUS,
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -136,13 +151,17 @@ rule dpo:
         model=PATHS.factory("dpo", "{seed}", "{it}"),
         train_log=PATHS.train_log(PATHS.factory("dpo", "{seed}", "{it}")),
     params:
-        config=cfg("seed", "loop.threads", "dpo"),
+        config=cfg("seed", "device", "loop.threads", "dpo"),
     threads: config["loop"]["threads"]
     priority: 10
     log:
         PATHS.log("dpo_dpo_s{seed}_it{it}.log"),
     benchmark:
         PATHS.benchmark("dpo_dpo_s{seed}_it{it}.tsv")
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+        gpu=GPUS,
     conda:
         "../envs/selfdev.yaml"
     script:

@@ -11,12 +11,16 @@ rule final_test:
     output:
         test=PATHS.final_test("{arm}", "{seed}"),
     params:
-        config=cfg("eval", "sandbox", "study"),
+        config=cfg("device", "eval", "sandbox", "study"),
     threads: config["threads"]
     log:
         PATHS.log("final_test_{arm}_s{seed}.log"),
     benchmark:
         PATHS.benchmark("final_test_{arm}_s{seed}.tsv")
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+        gpu=GPUS,
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -33,13 +37,17 @@ rule baseline:
     output:
         record=PATHS.baseline("{family}", "{method}", "{mode}"),
     params:
-        config=cfg("seed", "threads", "eval", "baselines"),
+        config=cfg("seed", "threads", "device", "eval", "baselines"),
         runs=budget_runs,
     threads: config["threads"]
     log:
         PATHS.log("baseline_{family}_{method}_{mode}.log"),
     benchmark:
         PATHS.benchmark("baseline_{family}_{method}_{mode}.tsv")
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+        gpu=GPUS,
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -49,6 +57,7 @@ rule baseline:
 rule singles:
     input:
         seed=PATHS.seed_model(),
+        shots=PATHS.data("shots"),
         experts=lambda wc: [PATHS.expert_model(e) for e in family_experts(config, wc.family)],
         dev=PATHS.data("dev"),
         test=PATHS.data("test"),
@@ -56,12 +65,16 @@ rule singles:
     output:
         record=PATHS.singles("{family}"),
     params:
-        config=cfg("eval"),
+        config=cfg("device", "eval"),
     threads: config["threads"]
     log:
         PATHS.log("singles_{family}.log"),
     benchmark:
         PATHS.benchmark("singles_{family}.tsv")
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+        gpu=GPUS,
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -78,12 +91,16 @@ rule transfer:
     output:
         programs=PATHS.transfer_programs(),
     params:
-        config=cfg("eval", "sandbox", "study", "transfer"),
+        config=cfg("device", "eval", "sandbox", "study", "transfer"),
     threads: config["threads"]
     log:
         PATHS.log("transfer.log"),
     benchmark:
         PATHS.benchmark("transfer.tsv")
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+        gpu=GPUS,
     conda:
         "../envs/selfdev.yaml"
     script:

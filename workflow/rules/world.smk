@@ -1,7 +1,10 @@
-# The embedded toy world: data -> M0 -> experts -> task vectors -> report.
+# The world: data -> M0 -> experts -> task vectors -> report. M0 and each expert are trained here
+# (the toy world, skill experts) or imported from existing checkpoints (hub ids, local folders).
 
 
 rule world_split:
+    input:
+        unpack(split_inputs),
     output:
         rows=PATHS.data("{split}"),
     params:
@@ -37,19 +40,20 @@ rule expert_data:
 
 rule world_seed:
     input:
-        data=PATHS.data("seed_train"),
-        prompt=config["eval"]["prompt"],
+        unpack(seed_inputs),
     output:
         model=PATHS.seed_model(),
     params:
-        config=cfg("seed", "world.model", "world.seed_training"),
-    threads: config["world"]["seed_training"]["threads"]
+        config=seed_cfg,
+    threads: config["world"]["seed_training"]["threads"] if TOY_SEED else 1
     log:
         PATHS.log("world_seed.log"),
     benchmark:
         PATHS.benchmark("world_seed.tsv")
     resources:
-        mem_mb=2000,
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+        gpu=GPUS if TOY_SEED else 0,
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -58,20 +62,21 @@ rule world_seed:
 
 rule world_expert:
     input:
-        data=PATHS.data("expert_{expert}"),
-        seed=PATHS.seed_model(),
-        prompt=config["eval"]["prompt"],
+        unpack(expert_inputs),
     output:
         model=PATHS.expert_model("{expert}"),
     params:
         config=expert_cfg,
+        family=expert_family,
     threads: config["threads"]
     log:
         PATHS.log("world_expert_{expert}.log"),
     benchmark:
         PATHS.benchmark("world_expert_{expert}.tsv")
     resources:
-        mem_mb=2000,
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+        gpu=lambda wc: 0 if "model" in expert_entry(wc.expert) else GPUS,
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -85,11 +90,15 @@ rule task_vector:
     output:
         task_vector=PATHS.task_vector("{expert}"),
     params:
-        include=config["merge"]["include"],
+        config=cfg("merge"),
     log:
         PATHS.log("task_vector_{expert}.log"),
     benchmark:
         PATHS.benchmark("task_vector_{expert}.tsv")
+    resources:
+        # Streamed one parameter at a time: memory is a few parameters, not a model.
+        mem_mb=1000,
+        runtime=config["resources"]["runtime"],
     conda:
         "../envs/selfdev.yaml"
     script:
@@ -106,12 +115,16 @@ rule world_report:
         json=PATHS.world_report("json"),
         md=PATHS.world_report("md"),
     params:
-        config=cfg("threads", "eval", "world.report"),
+        config=cfg("threads", "device", "eval", "world.report"),
     threads: config["threads"]
     log:
         PATHS.log("world_report.log"),
     benchmark:
         PATHS.benchmark("world_report.tsv")
+    resources:
+        mem_mb=config["resources"]["mem_mb"],
+        runtime=config["resources"]["runtime"],
+        gpu=GPUS,
     conda:
         "../envs/selfdev.yaml"
     script:

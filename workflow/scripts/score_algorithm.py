@@ -6,5 +6,6 @@ from selfdev.scoring.programs import score_file
 with logged(snakemake.log[0]):
     record = score_file(path=snakemake.input.program, config=snakemake.params.config, split=snakemake.params.split,
                         seed_dir=str(Path(snakemake.input.seed).parent), task_vectors=snakemake.input.task_vectors,
-                        rows_path=snakemake.input.rows, verdict=read_json(snakemake.input.verdict))
+                        rows_path=snakemake.input.rows, shots_path=snakemake.input.shots,
+                        verdict=read_json(snakemake.input.verdict))
     write_json(record, snakemake.output.score)

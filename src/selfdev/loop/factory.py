@@ -88,11 +88,11 @@ def convert_initial_factory(source: str, out_dir: str | Path) -> dict:
                                                      quantization_config=GgufConfig(dequantize=True))
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
     else:
-        if source.startswith((".", "/", "~")) and not Path(source).expanduser().is_dir():
-            raise FileNotFoundError(f"factory.model: checkpoint folder not found: {source} (expected a folder, "
-                                    "a hub id like openchat/openchat-3.5-1210, or smollm2-gguf)")
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-        tok = AutoTokenizer.from_pretrained(source)
+        from selfdev.world.checkpoints import resolve_source
+
+        folder = str(resolve_source(source, "factory.model"))  # one-line error for an unreachable id
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(folder)
     from selfdev.io import atomic_dir, write_json
 
     log = {"kind": "initial", "parent": None, "source": source,
@@ -104,10 +104,10 @@ def convert_initial_factory(source: str, out_dir: str | Path) -> dict:
     return log
 
 
-def load_factory(path: str | Path, dtype: str = "float32"):
+def load_factory(path: str | Path, dtype: str = "float32", device: str = "cpu"):
     from selfdev.lm import load_causal_lm
 
-    return load_causal_lm(path, dtype)
+    return load_causal_lm(path, dtype, device)
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def sample_completions(model, tok, prompt: str, spec: SamplingSpec, progress=Non
     """N sampled completions of one prompt; each with the seconds its batch took, divided evenly."""
     import torch
 
-    enc = tok([prompt], return_tensors="pt", add_special_tokens=False)
+    enc = tok([prompt], return_tensors="pt", add_special_tokens=False).to(model.device)
     out: list[tuple[str, float]] = []
     for b, start in enumerate(range(0, spec.n, spec.batch_size)):
         size = min(spec.batch_size, spec.n - start)

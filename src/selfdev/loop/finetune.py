@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from selfdev.device import trainer_flags
+
 
 @dataclass(frozen=True)
 class LoraSpec:
@@ -59,15 +61,8 @@ class WarmupSpec:
                    LoraSpec(warmup["lora_r"], warmup["lora_alpha"]))
 
 
-def _on_cpu() -> bool:
-    """TRL trains on CUDA when there is one (its default) and on the CPU otherwise: never hard-coded."""
-    import torch
-
-    return not torch.cuda.is_available()
-
-
 def warmup_sft(factory_dir: str | Path, prompt: str, bodies: Sequence[str], spec: WarmupSpec,
-               out_dir: str | Path, threads: int = 1) -> dict:
+               out_dir: str | Path, threads: int = 1, device: str = "cpu") -> dict:
     """LoRA SFT of the factory on (prompt -> example body) pairs with TRL's SFTTrainer; the loss is on
     the body only (prompt-completion data: `completion_only_loss`), at a constant learning rate."""
     import tempfile
@@ -87,14 +82,14 @@ def warmup_sft(factory_dir: str | Path, prompt: str, bodies: Sequence[str], spec
         args = SFTConfig(
             output_dir=tmp, learning_rate=spec.lr, num_train_epochs=spec.epochs,
             per_device_train_batch_size=spec.batch_size, gradient_accumulation_steps=1, lr_scheduler_type="constant",
-            logging_steps=1, save_strategy="no", report_to=[], use_cpu=_on_cpu(), bf16=False,
+            logging_steps=1, save_strategy="no", report_to=[], **trainer_flags(device),
             gradient_checkpointing=False, completion_only_loss=True, seed=spec.seed, dataloader_num_workers=0,
         )
         trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tok,
                              peft_config=_lora_config(spec.lora))
         trainer.train()
         losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
-    log = {"kind": "warmup_sft", "parent": str(factory_dir), "examples": len(bodies), "steps": len(losses),
+    log = {"kind": "warmup_sft", "device": device, "parent": str(factory_dir), "examples": len(bodies), "steps": len(losses),
            "loss_first": losses[0], "loss_last": losses[-1], "losses": losses,
            "seconds": time.perf_counter() - t0, "lora": spec.lora.__dict__, "lr": spec.lr, "epochs": spec.epochs}
     save_merged(trainer.model, tok, out_dir, log)
@@ -120,7 +115,7 @@ class DpoSpec:
 
 
 def train_dpo(factory_dir: str | Path, pairs: Sequence[dict], spec: DpoSpec, out_dir: str | Path,
-              threads: int = 1, pairs_path: str | None = None) -> dict:
+              threads: int = 1, pairs_path: str | None = None, device: str = "cpu") -> dict:
     """One DPO round (TRL DPOTrainer + PEFT LoRA; the reference is the parent with the adapter off)."""
     import shutil
     import tempfile
@@ -131,7 +126,7 @@ def train_dpo(factory_dir: str | Path, pairs: Sequence[dict], spec: DpoSpec, out
 
     torch.set_num_threads(threads)
     out = Path(out_dir)
-    base = {"kind": "dpo", "parent": str(factory_dir), "pairs": len(pairs), "pairs_file": pairs_path}
+    base = {"kind": "dpo", "device": device, "parent": str(factory_dir), "pairs": len(pairs), "pairs_file": pairs_path}
     if not pairs:
         # Nothing to learn from: the next iteration samples from the same factory.
         from selfdev.io import atomic_dir, write_json
@@ -155,7 +150,7 @@ def train_dpo(factory_dir: str | Path, pairs: Sequence[dict], spec: DpoSpec, out
         args = DPOConfig(
             output_dir=tmp, learning_rate=spec.lr, beta=spec.beta, num_train_epochs=spec.epochs,
             per_device_train_batch_size=spec.batch_size, gradient_accumulation_steps=1, logging_steps=1,
-            save_strategy="no", report_to=[], use_cpu=_on_cpu(), bf16=False, gradient_checkpointing=False,
+            save_strategy="no", report_to=[], **trainer_flags(device), gradient_checkpointing=False,
             max_length=spec.max_length, seed=spec.seed, disable_tqdm=False, dataloader_num_workers=0,
         )
         trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tok,

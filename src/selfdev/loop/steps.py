@@ -10,6 +10,7 @@ from typing import Sequence
 from selfdev import io
 from selfdev.loop import tables as loop
 from selfdev.config import sandbox_limits
+from selfdev.device import resolve_device
 from selfdev.lm import set_threads
 from selfdev.seeds import derive_seed
 
@@ -35,7 +36,7 @@ def factory_warmup(*, config: dict, in_dir: str, out_dir: str) -> dict:
 
     spec = WarmupSpec.from_config(config["factory"]["warmup"], derive_seed(config["seed"], "warmup"))
     return warmup_sft(in_dir, load_prompt(config["factory"]["prompt"]), EXAMPLE_BODIES, spec, out_dir,
-                      config["loop"]["threads"])
+                      config["loop"]["threads"], resolve_device(config["device"]))
 
 
 def sample(*, config: dict, arm: str, rep: int, iteration: int, factory_dir: str, out_path: str) -> dict:
@@ -47,7 +48,7 @@ def sample(*, config: dict, arm: str, rep: int, iteration: int, factory_dir: str
     lp, fc = config["loop"], config["factory"]
     prompt = load_prompt(fc["prompt"])
     temp = temperature_at(iteration, lp["t1"], lp["beta"])
-    model, tok = load_factory(factory_dir, fc["dtype"])
+    model, tok = load_factory(factory_dir, fc["dtype"], resolve_device(config["device"]))
     spec = SamplingSpec(lp["n_samples"], temp, lp["top_p"], lp["max_new_tokens"], lp["batch_size"],
                         seed=derive_seed(config["seed"], "sample", rep, iteration))
     t0 = time.perf_counter()
@@ -80,8 +81,8 @@ def filter_step(*, config: dict, candidates: str, earlier_scores: Sequence[str],
 
 
 def score_step(*, config: dict, candidates: str, executable: str, earlier_scores: Sequence[str], seed_dir: str,
-               task_vectors: Sequence[str], rows: str, out_path: str) -> dict:
-    """Rule `score`: config holds `threads`, `eval` and `sandbox`."""
+               task_vectors: Sequence[str], rows: str, shots: str, out_path: str) -> dict:
+    """Rule `score`: config holds `threads`, `device`, `eval` and `sandbox`."""
     from selfdev.scoring.programs import make_scorer
 
     set_threads(config["threads"])
@@ -90,7 +91,7 @@ def score_step(*, config: dict, candidates: str, executable: str, earlier_scores
     todo = loop.programs_to_score(cands, execs)
     out = loop.reused_scores(execs, cands, loop.earliest_scores(_earlier_scores(earlier_scores)))
     if todo:
-        scorer = make_scorer(config, seed_dir, task_vectors, rows)
+        scorer = make_scorer(config, seed_dir, task_vectors, rows, shots)
         with _progress(len(todo), "scoring programs") as bar:
             for prog in todo:
                 rec = scorer.score_program(prog["code"], probe_first=False)
@@ -122,7 +123,8 @@ def dpo_step(*, config: dict, rep: int, iteration: int, factory_dir: str, pairs:
     from selfdev.loop.finetune import DpoSpec, train_dpo
 
     spec = DpoSpec.from_config(config["dpo"], derive_seed(config["seed"], "dpo", rep, iteration))
-    return train_dpo(factory_dir, loop.read_pairs(pairs), spec, out_dir, config["loop"]["threads"], str(pairs))
+    return train_dpo(factory_dir, loop.read_pairs(pairs), spec, out_dir, config["loop"]["threads"], str(pairs),
+                     resolve_device(config["device"]))
 
 
 def summary_step(*, run: str, iterations: Sequence[dict], world_report: str, out_json: str, out_md: str) -> dict:

@@ -94,7 +94,8 @@ def _classify_exception(exc: BaseException) -> str:
     return "exception"
 
 
-def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits, workdir: str) -> None:
+def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits, workdir: str,
+           keep_fds: tuple[int, ...] = ()) -> None:
     import torch
     from safetensors.torch import save as to_safetensors  # imported before the sandbox closes
 
@@ -106,7 +107,7 @@ def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits, wo
         _send(wfd, {"status": "error", "category": "forbidden", "reason": reason[:300]})
         os._exit(3)
 
-    facts = confine(workdir, limits, (wfd,), violation)
+    facts = confine(workdir, limits, (wfd, *keep_fds), violation)
     _send(wfd, {"status": "isolation", "facts": facts})
     try:
         merge = load_merge(source, limits.allowed_imports)
@@ -234,8 +235,12 @@ def run_jobs(
     expected_shapes: dict[str, tuple[int, ...]],
     limits: SandboxLimits,
     accept: Callable[[str, object], None] | None = None,
+    keep_fds: Sequence[int] = (),
 ) -> RunOutcome:
     """Run `merge` of `source` on every job in a fresh sandboxed child.
+
+    `keep_fds`: read-only descriptors the jobs read their inputs from (task-vector files); the child
+    keeps them open when it closes everything else, since it may not open files itself.
 
     Each result is decoded and type/shape-checked here in the parent, then passed to `accept`
     (which may raise CandidateRejected for value checks) or kept in `results` when no `accept`.
@@ -253,7 +258,7 @@ def run_jobs(
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
             os.close(devnull)
-            _child(source, jobs, wfd, limits, workdir)
+            _child(source, jobs, wfd, limits, workdir, tuple(keep_fds))
         except BaseException:  # noqa: BLE001
             code = 1
         finally:

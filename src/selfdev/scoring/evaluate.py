@@ -7,9 +7,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from selfdev.scoring.answer import is_correct, reference_answer
 from selfdev.lm import GenerationSpec, greedy_generate
 from selfdev.scoring.prompts import PromptTemplate
+from selfdev.scoring.tasks import Task, get_task
 
 
 @dataclass
@@ -39,13 +39,17 @@ def evaluate(
     template: PromptTemplate,
     gen: GenerationSpec,
     shots: Sequence[dict] = (),
+    task: Task | str = "toy",
 ) -> EvalResult:
-    prompts = [template.render_query(r["question"], shots) for r in rows]
+    """Greedy completions of `template` over `rows` (with the few-shot `shots`, through the model's chat
+    template when the template asks for it), each checked by `task`'s answer check."""
+    task = get_task(task) if isinstance(task, str) else task
+    prompts = [template.render(r["question"], shots, tokenizer) for r in rows]
     completions, gen_s = greedy_generate(model, tokenizer, prompts, gen)
     t0 = time.perf_counter()
     correct = []
     for row, completion in zip(rows, completions):
-        correct.append(is_correct(template.cut(completion), reference_answer(row["answer"])))
+        correct.append(task.correct(template.cut(completion), task.gold(row["answer"])))
     by_skill: dict[str, list[bool]] = defaultdict(list)
     for row, ok in zip(rows, correct):
         by_skill[row.get("skill", "all")].append(ok)

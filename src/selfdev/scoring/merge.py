@@ -1,22 +1,25 @@
-"""Scoring a merging program: M0 + merge(task vectors) -> greedy generation -> exact match.
+"""Scoring a merging program: M0 + merge(task vectors) -> greedy generation -> the task's answer check.
 
-The seed model is loaded once; for each program only the merged parameters are overwritten
-(and restored afterwards), so scoring many programs costs one model load.
+The seed model is loaded once (on the configured device); for each program the merged parameters are
+overwritten one at a time as the sandbox returns them, and restored afterwards from M0's checkpoint on
+disk (memory-mapped), so scoring holds M0, one parameter's stack of task vectors and that parameter's
+merge — never a second copy of the merged parameters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Mapping, Sequence
 
 from selfdev.scoring.evaluate import EvalResult, evaluate
 from selfdev.lm import GenerationSpec, load_causal_lm
 from selfdev.sandbox.probe import check_program
 from selfdev.scoring.prompts import PromptTemplate
 from selfdev.sandbox.run import SandboxLimits
-from selfdev.world.taskvectors import TaskVectorSet, merge_in_sandbox
+from selfdev.world.taskvectors import MergeOutcome, TaskVectorSet, merge_in_sandbox
 
 
 @dataclass
@@ -37,8 +40,27 @@ class ScoreRecord:
         return dict(self.__dict__)
 
 
+class LazyMerge(Mapping):
+    """Merged task vectors computed parameter by parameter when read (trusted merges such as the
+    mergekit baselines): applying one to the scorer never holds more than one merged parameter."""
+
+    def __init__(self, names: Sequence[str], compute):
+        self._names, self._compute = list(names), compute
+
+    def __getitem__(self, name: str):
+        if name not in self._names:
+            raise KeyError(name)
+        return self._compute(name)
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 class MergeScorer:
-    """Scores programs (or precomputed merges) against one world and one split."""
+    """Scores programs (or trusted merges) against one world and one split."""
 
     def __init__(
         self,
@@ -50,39 +72,72 @@ class MergeScorer:
         limits: SandboxLimits | None,
         dtype: str = "float32",
         shots: Sequence[dict] = (),
+        task: str = "toy",
+        device: str = "cpu",
     ):
+        from selfdev.world.checkpoints import Checkpoint
+
         if not Path(seed_dir).is_dir():
             raise FileNotFoundError(f"seed model folder not found: {seed_dir} (build the world first: snakemake --cores all)")
-        self.model, self.tokenizer = load_causal_lm(seed_dir, dtype)
+        self.model, self.tokenizer = load_causal_lm(seed_dir, dtype, device)
+        self.seed = Checkpoint(seed_dir, "M0")
         self.tvs = TaskVectorSet(task_vector_paths)
         self.rows, self.template, self.gen, self.limits, self.shots = list(rows), template, gen, limits, list(shots)
+        self.task = task
         params = dict(self.model.named_parameters())
-        missing = [n for n in self.tvs.names if n not in params]
+        missing = [n for n in self.tvs.names if n not in params or n not in self.seed]
         if missing:
             raise ValueError(f"task vectors name parameters the seed model lacks: {missing[:5]}")
         self._params = {n: params[n] for n in self.tvs.names}
-        self._base = {n: p.detach().clone() for n, p in self._params.items()}
+        self._dirty: set[str] = set()
 
     def base(self, name: str):
-        """M0's value of a merged parameter (a copy kept at load time)."""
-        return self._base[name]
+        """M0's value of a merged parameter, as the scoring model holds it (read from M0's checkpoint)."""
+        return self.seed.get(name).to(self._params[name].dtype)
 
-    def evaluate_merged(self, merged: dict | None, rows: Sequence[dict] | None = None) -> EvalResult:
-        """Accuracy of M0 + merged (M0 itself when merged is None) on the scorer's rows (or `rows`);
-        parameters are restored after."""
+    def _apply(self, name: str, delta) -> None:
         import torch
 
+        p = self._params[name]
+        with torch.no_grad():
+            base = self.base(name).to(p.device).float()
+            p.copy_((base + delta.to(p.device).float()).to(p.dtype))
+        self._dirty.add(name)
+
+    def restore(self) -> None:
+        """Every overwritten parameter back to M0's value."""
+        import torch
+
+        with torch.no_grad():
+            for name in sorted(self._dirty):
+                self._params[name].copy_(self.base(name).to(self._params[name].device))
+        self._dirty.clear()
+
+    def evaluate(self, rows: Sequence[dict] | None = None) -> EvalResult:
+        """Accuracy of the model as it is now on the scorer's rows (or `rows`)."""
+        return evaluate(self.model, self.tokenizer, self.rows if rows is None else rows, self.template, self.gen,
+                        self.shots, self.task)
+
+    def evaluate_merged(self, merged: Mapping | None, rows: Sequence[dict] | None = None) -> EvalResult:
+        """Accuracy of M0 + merged (M0 itself when merged is None) on the scorer's rows (or `rows`);
+        parameters are written one at a time (a LazyMerge computes each when read) and restored after."""
         try:
-            if merged:
-                with torch.no_grad():
-                    for name, delta in merged.items():
-                        self._params[name].copy_((self._base[name].float() + delta.float()).to(self._base[name].dtype))
-            return evaluate(self.model, self.tokenizer, self.rows if rows is None else rows, self.template, self.gen,
-                            self.shots)
+            for name in merged or {}:
+                self._apply(name, merged[name])
+            return self.evaluate(rows)
         finally:
-            with torch.no_grad():
-                for name, p in self._params.items():
-                    p.copy_(self._base[name])
+            self.restore()
+
+    @contextlib.contextmanager
+    def merged_program(self, source: str) -> Iterator[MergeOutcome]:
+        """M0 + the program's merge, written into the model parameter by parameter as the sandbox
+        returns it; inside the block the model is the merged one (when the outcome is ok)."""
+        if self.limits is None:
+            raise ValueError("this scorer has no sandbox limits: it scores trusted merges only")
+        try:
+            yield merge_in_sandbox(source, self.tvs, self.limits, sink=self._apply)
+        finally:
+            self.restore()
 
     def score_program(self, source: str, probe_first: bool = True) -> ScoreRecord:
         if self.limits is None:
@@ -96,13 +151,13 @@ class MergeScorer:
             if not verdict.executable:
                 return ScoreRecord(False, verdict.category, verdict.reason, None, len(self.rows), timings=timings,
                                    code_hash=code_hash)
-        outcome = merge_in_sandbox(source, self.tvs, self.limits)
-        timings["merge_s"] = outcome.seconds
-        if not outcome.ok:
-            return ScoreRecord(False, outcome.category, outcome.reason, None, len(self.rows), timings=timings,
-                               code_hash=code_hash)
-        t0 = time.perf_counter()
-        result = self.evaluate_merged(outcome.merged)
+        with self.merged_program(source) as outcome:
+            timings["merge_s"] = outcome.seconds
+            if not outcome.ok:
+                return ScoreRecord(False, outcome.category, outcome.reason, None, len(self.rows), timings=timings,
+                                   code_hash=code_hash)
+            t0 = time.perf_counter()
+            result = self.evaluate()
         timings["eval_s"] = time.perf_counter() - t0
         timings["generation_s"] = result.generation_s
         timings["checking_s"] = result.checking_s

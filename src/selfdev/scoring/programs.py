@@ -39,26 +39,30 @@ def world_inputs(config: dict, split: str) -> dict:
         raise ValueError(f"split must be 'dev' or 'test', got {split!r}")
     p = Paths(config["results"])
     experts = expert_names(config)
-    files = {"seed_dir": p.seed_dir(), "task_vectors": [p.task_vector(e) for e in experts], "rows": p.data(split)}
-    for f in [p.seed_model(), *files["task_vectors"], files["rows"]]:
+    files = {"seed_dir": p.seed_dir(), "task_vectors": [p.task_vector(e) for e in experts], "rows": p.data(split),
+             "shots": p.data("shots")}
+    for f in [p.seed_model(), *files["task_vectors"], files["rows"], files["shots"]]:
         if not Path(f).is_file():
             raise FileNotFoundError(f"{f} is missing: build the world first (snakemake --cores all)")
     return files
 
 
-def make_scorer(config: dict, seed_dir: str, task_vectors: Sequence[str], rows_path: str):
-    """A scorer for `config` (its `eval` section, and `sandbox` when it runs untrusted programs: a rule
-    that only scores trusted merges does not read the sandbox keys, so changing them does not rerun it)."""
+def make_scorer(config: dict, seed_dir: str, task_vectors: Sequence[str], rows_path: str, shots_path: str):
+    """A scorer for `config` (`device`, its `eval` section, and `sandbox` when it runs untrusted programs:
+    a rule that only scores trusted merges does not read the sandbox keys, so changing them does not
+    rerun it). `shots_path` holds the few-shot examples every prompt shows (the `shots` split)."""
+    from selfdev.device import resolve_device
     from selfdev.scoring.merge import MergeScorer
 
     ev = config["eval"]
     limits = sandbox_limits(config, "merge") if "sandbox" in config else None
     return MergeScorer(seed_dir, task_vectors, read_jsonl(rows_path), load_template(ev["prompt"]),
-                       GenerationSpec(ev["max_new_tokens"], ev["batch_size"]), limits, ev["dtype"])
+                       GenerationSpec(ev["max_new_tokens"], ev["batch_size"]), limits, ev["dtype"],
+                       shots=read_jsonl(shots_path), task=ev["task"], device=resolve_device(config["device"]))
 
 
 def score_file(path: str | Path, config: dict, split: str, seed_dir: str, task_vectors: Sequence[str],
-               rows_path: str, verdict: dict | None = None) -> dict:
+               rows_path: str, shots_path: str, verdict: dict | None = None) -> dict:
     """Accuracy of M0 + merge on `split`; a program whose verdict says not executable is not run."""
     import torch
 
@@ -69,7 +73,7 @@ def score_file(path: str | Path, config: dict, split: str, seed_dir: str, task_v
         record = {"executable": False, "category": verdict.get("category"), "reason": verdict.get("reason"),
                   "accuracy": None}
     else:
-        scorer = make_scorer(config, seed_dir, task_vectors, rows_path)
+        scorer = make_scorer(config, seed_dir, task_vectors, rows_path, shots_path)
         from selfdev.study.stats import bits
 
         record = scorer.score_program(source, probe_first=verdict is None).to_dict()

@@ -1,9 +1,10 @@
 """Data-driven prompt templates (lm-eval style): a YAML file under config/prompts/ says how a
-question is shown, how k worked examples are laid out and where generation stops."""
+question is shown, how k worked examples are laid out, whether the model's chat template wraps them,
+and where generation stops. The k examples themselves are a data split (`shots`, drawn from the
+task's training rows by the workflow's seed), so every question sees the same ones."""
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -19,7 +20,7 @@ class PromptTemplate:
     preamble: str = ""
     shot_separator: str = "\n\n"
     num_shots: int = 0
-    shots_seed: int = 1234
+    chat: bool = False  # wrap in the model's chat template (when it has one): shots become turns
     stop: tuple[str, ...] = field(default_factory=lambda: ("\n\nQuestion:",))
 
     def render_query(self, question: str, shots: Sequence[dict] = ()) -> str:
@@ -30,13 +31,27 @@ class PromptTemplate:
     def render_target(self, answer: str) -> str:
         return self.target.format(answer=answer)
 
-    def pick_shots(self, pool: Sequence[dict]) -> list[dict]:
-        """The same k training examples for every question (fixed by `shots_seed`), as in the paper's 5-shot."""
-        if self.num_shots == 0:
-            return []
-        if len(pool) < self.num_shots:
-            raise ValueError(f"prompt {self.name!r} needs {self.num_shots} shots but the shot pool has {len(pool)} rows")
-        return random.Random(self.shots_seed).sample(list(pool), self.num_shots)
+    def uses_chat(self, tokenizer) -> bool:
+        return self.chat and tokenizer is not None and bool(getattr(tokenizer, "chat_template", None))
+
+    def render(self, question: str, shots: Sequence[dict] = (), tokenizer=None) -> str:
+        """The prompt the model sees: plain text, or with `chat` and a tokenizer that has a chat
+        template, the shots as user/assistant turns and the question as the last user turn."""
+        if not self.uses_chat(tokenizer):
+            return self.render_query(question, shots)
+        messages: list[dict] = []
+        for s in shots:
+            messages += [{"role": "user", "content": self.query.format(question=s["question"])},
+                         {"role": "assistant", "content": self.target.format(answer=s["answer"]).strip()}]
+        messages.append({"role": "user", "content": self.query.format(question=question)})
+        if self.preamble:
+            messages[0] = {"role": "user", "content": self.preamble + messages[0]["content"]}
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def training_target(self, answer: str, tokenizer=None) -> str:
+        """What a model is trained to write after `render(question)` (EOS is appended by the trainer)."""
+        target = self.render_target(answer)
+        return target.strip() if self.uses_chat(tokenizer) else target
 
     def cut(self, completion: str) -> str:
         """Drop whatever the model wrote after a stop string (e.g. the next few-shot question)."""
@@ -47,7 +62,7 @@ class PromptTemplate:
         return completion
 
 
-_KEYS = {"name", "query", "target", "preamble", "shot_separator", "num_shots", "shots_seed", "stop"}
+_KEYS = {"name", "query", "target", "preamble", "shot_separator", "num_shots", "chat", "stop"}
 
 
 def load_template(path: str | Path) -> PromptTemplate:

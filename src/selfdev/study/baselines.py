@@ -74,8 +74,11 @@ def mergekit_delta(method: str, base, task_vectors: Sequence, params: dict, name
 
 
 def merged_by(method: str, params: dict, names: Sequence[str], base_of: Callable, tvs_of: Callable,
-              seed: int = 0) -> dict:
-    return {n: mergekit_delta(method, base_of(n), tvs_of(n), params, n, seed) for n in names}
+              seed: int = 0):
+    """The merged task vectors of `method`, computed one parameter at a time as the scorer reads them."""
+    from selfdev.scoring.merge import LazyMerge
+
+    return LazyMerge(names, lambda n: mergekit_delta(method, base_of(n), tvs_of(n), params, n, seed))
 
 
 def _linspace(lo: float, hi: float, n: int) -> list[float]:

@@ -19,7 +19,7 @@ from selfdev.study.tables import (BASELINE_COLUMNS, BASELINES_V, FINAL_COLUMNS, 
 
 
 def final_test_step(*, config: dict, arm: str, seed: int, score_paths: Sequence[str], seed_dir: str,
-                    task_vectors: Sequence[str], test_path: str, out_path: str, threads: int) -> dict:
+                    task_vectors: Sequence[str], test_path: str, shots_path: str, out_path: str, threads: int) -> dict:
     """The arm-seed's top-k programs by dev, each scored once on test in the sandbox."""
     from selfdev.scoring.programs import make_scorer
     from selfdev.lm import set_threads
@@ -28,7 +28,7 @@ def final_test_step(*, config: dict, arm: str, seed: int, score_paths: Sequence[
     st = config["study"]
     tables = [io.read_table(p, loop.SCORES_V) for p in score_paths]
     top = top_programs(tables, st["top_k"])
-    scorer = make_scorer(config, seed_dir, task_vectors, test_path) if top else None
+    scorer = make_scorer(config, seed_dir, task_vectors, test_path, shots_path) if top else None
     rows = []
     for rank, prog in enumerate(top, 1):
         rec = scorer.score_program(prog["code"], probe_first=False)
@@ -45,7 +45,7 @@ def final_test_step(*, config: dict, arm: str, seed: int, score_paths: Sequence[
 
 
 def baseline_step(*, config: dict, family: str, method: str, mode: str, seed_dir: str,
-                  task_vectors: Sequence[str], dev_path: str, test_path: str,
+                  task_vectors: Sequence[str], dev_path: str, test_path: str, shots_path: str,
                   budget_score_paths: Sequence[Sequence[str]], out_path: str, threads: int) -> dict:
     """A mergekit baseline tuned on dev (`grid`, or `budget`: random search with the discovery run's
     number of dev evaluations), then scored once on test."""
@@ -57,7 +57,7 @@ def baseline_step(*, config: dict, family: str, method: str, mode: str, seed_dir
 
     set_threads(threads)
     b = config["baselines"]
-    scorer = make_scorer(config, seed_dir, task_vectors, dev_path)
+    scorer = make_scorer(config, seed_dir, task_vectors, dev_path, shots_path)
     if mode == "grid":
         configs = baselines.grid(method, b["grid_size"], b["lambda_range"], b["density_range"])
     elif mode == "budget":
@@ -77,8 +77,9 @@ def baseline_step(*, config: dict, family: str, method: str, mode: str, seed_dir
 
 
 def singles_step(*, config: dict, family: str, seed_dir: str, expert_dirs: Sequence[str], dev_path: str,
-                 test_path: str, out_path: str, threads: int) -> dict:
+                 test_path: str, shots_path: str, out_path: str, threads: int) -> dict:
     """M0 and every expert of the family alone, on dev and test."""
+    from selfdev.device import resolve_device
     from selfdev.scoring.evaluate import evaluate
     from selfdev.io import read_jsonl
     from selfdev.lm import GenerationSpec, load_causal_lm, set_threads
@@ -87,11 +88,14 @@ def singles_step(*, config: dict, family: str, seed_dir: str, expert_dirs: Seque
     set_threads(threads)
     ev = config["eval"]
     tpl, gen = load_template(ev["prompt"]), GenerationSpec(ev["max_new_tokens"], ev["batch_size"])
-    dev, test = read_jsonl(dev_path), read_jsonl(test_path)
+    dev, test, shots = read_jsonl(dev_path), read_jsonl(test_path), read_jsonl(shots_path)
+    device = resolve_device(config["device"])
     rows = []
     for name, path in [("M0", seed_dir), *[(Path(p).name, p) for p in expert_dirs]]:
-        model, tok = load_causal_lm(path, ev["dtype"])
-        d, t = evaluate(model, tok, dev, tpl, gen), evaluate(model, tok, test, tpl, gen)
+        model, tok = load_causal_lm(path, ev["dtype"], device)
+        d = evaluate(model, tok, dev, tpl, gen, shots, ev["task"])
+        t = evaluate(model, tok, test, tpl, gen, shots, ev["task"])
+        del model
         rows.append({"model": name, "dev_accuracy": d.accuracy, "test_accuracy": t.accuracy,
                      "test_correct": bits(t.correct)})
     out = {"schema_version": SINGLES_V, "family": family, "rows": rows}
@@ -100,28 +104,28 @@ def singles_step(*, config: dict, family: str, seed_dir: str, expert_dirs: Seque
 
 
 def transfer_step(*, config: dict, score_paths: Sequence[str], seed_dir: str, task_vectors: Sequence[str],
-                  dev_path: str, test_path: str, out_path: str, threads: int) -> dict:
+                  dev_path: str, test_path: str, shots_path: str, out_path: str, threads: int) -> dict:
     """The dpo arm's top programs (by discovery dev), applied unchanged to the transfer family."""
     from selfdev.scoring.programs import make_scorer
     from selfdev.io import read_jsonl
     from selfdev.lm import set_threads
-    from selfdev.world.taskvectors import merge_in_sandbox
 
     set_threads(threads)
     st = config["study"]
     top = top_programs([io.read_table(p, loop.SCORES_V) for p in score_paths], config["transfer"]["top_k"])
-    scorer = make_scorer(config, seed_dir, task_vectors, dev_path) if top else None
+    scorer = make_scorer(config, seed_dir, task_vectors, dev_path, shots_path) if top else None
     test = read_jsonl(test_path)
     rows = []
     for rank, prog in enumerate(top, 1):
         # Untrusted code: merged once in the sandbox, the checked result scored on dev and test.
-        outcome = merge_in_sandbox(prog["code"], scorer.tvs, scorer.limits)
+        with scorer.merged_program(prog["code"]) as outcome:
+            dev = scorer.evaluate() if outcome.ok else None
+            result = scorer.evaluate(test) if outcome.ok else None
         row = {"rank": rank, "candidate_id": prog["candidate_id"], "code_hash": prog["code_hash"],
                "discovery_dev": prog["dev_accuracy"], "executable": outcome.ok, "category": outcome.category,
                "reason": outcome.reason, "dev_accuracy": None, "test_accuracy": None, "test_low": None,
                "test_high": None, "n_test": len(test), "test_correct": "", "body": prog["body"]}
         if outcome.ok:
-            dev, result = scorer.evaluate_merged(outcome.merged), scorer.evaluate_merged(outcome.merged, rows=test)
             row = with_ci({**row, "dev_accuracy": dev.accuracy, "test_accuracy": result.accuracy}, result.correct,
                           st["bootstrap"], st["ci"])
         rows.append(row)

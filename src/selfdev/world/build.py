@@ -1,4 +1,8 @@
-"""The embedded toy world: generated data, a tiny seed model M0, experts fine-tuned from it.
+"""A world: the data merged models are scored on, the seed model M0 and the experts.
+
+M0 is either the embedded toy (a tiny Llama trained from scratch) or an existing checkpoint imported
+by `selfdev.world.checkpoints`; each expert is either fine-tuned here from M0 on toy skills or an
+existing checkpoint. The data is the toy world's generated problems or a real task (GSM8K, MATH).
 
 Each function is one workflow step with files in and files out; the workflow scripts are thin
 adapters around them. Seeds are derived from the config's master seed so a world is reproducible.
@@ -17,7 +21,7 @@ from selfdev.lm import TinyLlamaSpec, TrainSpec, build_tiny_llama, set_threads, 
 from selfdev.scoring.prompts import load_template
 from selfdev.seeds import derive_seed
 
-SPLITS = ("seed_train", "dev", "test")
+SPLITS = ("seed_train", "dev", "test", "shots")
 
 
 def split_rows(split: str, *, seed: int, skills: Sequence[str], data: dict) -> list[dict]:
@@ -32,7 +36,7 @@ def split_rows(split: str, *, seed: int, skills: Sequence[str], data: dict) -> l
     if split == "dev":
         return dev
     if split != "test":
-        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")  # shots: toy_shots
     dev_q = {r["question"] for r in dev}
     test_per_skill = data["test_per_skill"]
     test: list[dict] = []
@@ -42,6 +46,14 @@ def split_rows(split: str, *, seed: int, skills: Sequence[str], data: dict) -> l
                  if r["question"] not in dev_q]
         attempt += 1
     return _balanced(test, skills, test_per_skill)
+
+
+def toy_shots(*, seed: int, skills: Sequence[str], num_shots: int) -> list[dict]:
+    """Few-shot examples for the toy task (full operand ranges, their own seed), skills in turn."""
+    if num_shots == 0:
+        return []
+    per_skill = -(-num_shots // len(skills))
+    return toydata.make_split(derive_seed(seed, "data", "shots"), list(skills), per_skill)[:num_shots]
 
 
 def expert_rows(name: str, *, seed: int, expert_skills: Sequence[str], skills: Sequence[str], per_skill: int,
@@ -91,7 +103,7 @@ def _save(model, tokenizer, out_dir: Path, log: dict) -> None:
 
 
 def train_seed(*, seed: int, model: dict, training: dict, prompt: str | Path, data: str | Path,
-               out_dir: str | Path, threads: int) -> dict:
+               out_dir: str | Path, threads: int, device: str = "cpu") -> dict:
     """M0: a tiny Llama trained from scratch on the restricted curriculum of every skill."""
     from selfdev.world.chartok import build_char_tokenizer
 
@@ -99,41 +111,55 @@ def train_seed(*, seed: int, model: dict, training: dict, prompt: str | Path, da
     tpl = load_template(prompt)
     tok = build_char_tokenizer()
     rows = read_jsonl(data)
-    lm = build_tiny_llama(tiny_llama_spec(model), tok, derive_seed(seed, "init", "seed"))
+    lm = build_tiny_llama(tiny_llama_spec(model), tok, derive_seed(seed, "init", "seed")).to(device)
     spec = train_spec(training, derive_seed(seed, "train", "seed"), warmup_steps=20)
     t0 = time.perf_counter()
     losses = train_causal_lm(lm, tok, tpl, rows, spec)
-    log = {"role": "seed", "steps": spec.steps, "loss_first": losses[0], "loss_last": losses[-1],
+    lm.to("cpu")
+    log = {"role": "seed", "steps": spec.steps, "device": device, "loss_first": losses[0], "loss_last": losses[-1],
            "seconds": time.perf_counter() - t0}
     _save(lm, tok, Path(out_dir), log)
     return log
 
 
 def train_expert(*, name: str, skills: Sequence[str], seed: int, training: dict, prompt: str | Path,
-                 data: str | Path, seed_dir: str | Path, out_dir: str | Path, threads: int) -> dict:
-    """Expert `name`: M0 fine-tuned on its skills' full ranges (plus replay of M0's curriculum)."""
+                 data: str | Path, seed_dir: str | Path, out_dir: str | Path, threads: int,
+                 device: str = "cpu") -> dict:
+    """Expert `name`: M0 fine-tuned on its skills' full ranges (plus replay of M0's curriculum), in the
+    prompt format it is scored with (the model's chat template when the prompt asks for one)."""
     from selfdev.lm import load_causal_lm
 
     set_threads(threads)
     tpl = load_template(prompt)
-    model, tok = load_causal_lm(seed_dir)
+    model, tok = load_causal_lm(seed_dir, "float32", device)
     rows = read_jsonl(data)
     spec = train_spec(training, derive_seed(seed, "train", "expert", name), warmup_steps=10)
     t0 = time.perf_counter()
     losses = train_causal_lm(model, tok, tpl, rows, spec)
-    log = {"role": "expert", "name": name, "skills": list(skills), "steps": spec.steps,
+    model.to("cpu")
+    log = {"role": "expert", "name": name, "skills": list(skills), "steps": spec.steps, "device": device,
            "loss_first": losses[0], "loss_last": losses[-1], "seconds": time.perf_counter() - t0}
     _save(model, tok, Path(out_dir), log)
     return log
 
 
 # --- workflow steps: a rule's config subset and files in, files out -----------------------------------
-def write_split(*, split: str, config: dict, out: str | Path) -> dict:
-    """Rule `world_split`: config holds `seed` and `world.skills` / `world.data` (see split_cfg)."""
+def write_split(*, split: str, config: dict, out: str | Path, prompt: str | Path | None = None) -> dict:
+    """Rule `world_split`: config holds `seed`, `eval.task` and what the split reads (see split_cfg):
+    `world.skills` / `world.data` for toy data, `eval.source` and sizes for a real task. The `shots`
+    split reads the prompt's `num_shots`."""
     from selfdev.io import write_jsonl
+    from selfdev.scoring.tasks import task_split
 
-    w = config["world"]
-    rows = split_rows(split, seed=config["seed"], skills=w["skills"], data=w["data"])
+    num_shots = load_template(prompt).num_shots if split == "shots" else 0
+    ev = config.get("eval", {})
+    if split == "seed_train" or ev.get("task", "toy") == "toy":
+        w = config["world"]
+        rows = (toy_shots(seed=config["seed"], skills=w["skills"], num_shots=num_shots) if split == "shots"
+                else split_rows(split, seed=config["seed"], skills=w["skills"], data=w["data"]))
+    else:
+        rows = task_split(ev["task"], ev["source"], split, seed=config["seed"], dev_size=ev.get("dev_size", 0),
+                          test_size=ev.get("test_size"), num_shots=num_shots)
     write_jsonl(rows, out)
     return {"split": split, "rows": len(rows)}
 
@@ -149,17 +175,32 @@ def write_expert_data(*, name: str, config: dict, out: str | Path) -> dict:
     return {"expert": name, "rows": len(rows)}
 
 
-def seed_step(*, config: dict, prompt: str | Path, data: str | Path, out_dir: str | Path) -> dict:
-    """Rule `world_seed`. Torch threads come from the config, not from the scheduler, so the
-    arithmetic (and so M0) is the same however many cores a run was given."""
+def seed_step(*, config: dict, prompt: str | Path | None, data: str | Path | None, out_dir: str | Path) -> dict:
+    """Rule `world_seed`: the toy M0 trained (torch threads from the config, not the scheduler, so the
+    arithmetic, and so M0, is the same however many cores a run was given), or an existing checkpoint
+    imported (config holds `world.seed_model` and `world.dtype`)."""
+    from selfdev.device import resolve_device
+    from selfdev.world.checkpoints import import_checkpoint
+
     w = config["world"]
+    if w["seed_model"] != "toy":
+        return import_checkpoint(w["seed_model"], out_dir, dtype=w["dtype"], what="world.seed_model")
     return train_seed(seed=config["seed"], model=w["model"], training=w["seed_training"], prompt=prompt, data=data,
-                      out_dir=out_dir, threads=w["seed_training"]["threads"])
+                      out_dir=out_dir, threads=w["seed_training"]["threads"], device=resolve_device(config["device"]))
 
 
-def expert_step(*, name: str, config: dict, prompt: str | Path, data: str | Path, seed_dir: str | Path,
-                out_dir: str | Path) -> dict:
-    """Rule `world_expert`: config holds `seed`, `threads`, the expert and `world.expert_training`."""
-    return train_expert(name=name, skills=config["expert"]["skills"], seed=config["seed"],
+def expert_step(*, name: str, config: dict, prompt: str | Path | None, data: str | Path | None,
+                seed_dir: str | Path, out_dir: str | Path, family: str = "experts") -> dict:
+    """Rule `world_expert`: an existing checkpoint imported (config holds the expert and `world.dtype`),
+    or M0 fine-tuned on the expert's skills (config holds `seed`, `threads`, `device`, the expert and
+    `world.expert_training`)."""
+    from selfdev.device import resolve_device
+    from selfdev.world.checkpoints import import_checkpoint
+
+    expert = config["expert"]
+    if "model" in expert:
+        return import_checkpoint(expert["model"], out_dir, dtype=config["world"]["dtype"],
+                                 what=f"world.{family}.{name}")
+    return train_expert(name=name, skills=expert["skills"], seed=config["seed"],
                         training=config["world"]["expert_training"], prompt=prompt, data=data, seed_dir=seed_dir,
-                        out_dir=out_dir, threads=config["threads"])
+                        out_dir=out_dir, threads=config["threads"], device=resolve_device(config["device"]))

@@ -12,7 +12,7 @@ REPORT_FORMAT = "selfdev.world_report.v1"
 
 
 def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str | Path],
-                 tv_paths: Sequence[str | Path], dev_path: str | Path) -> dict:
+                 tv_paths: Sequence[str | Path], dev_path: str | Path, shots_path: str | Path) -> dict:
     """Dev accuracy of M0, each expert, the plain average, and grids of Task Arithmetic and TIES:
     the evidence that merging matters in this world."""
     from selfdev.lm import load_causal_lm as load_model
@@ -23,7 +23,7 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
     set_threads(config["threads"])
     ev, rep = config["eval"], config["world"]["report"]
     # Trusted merges only (TA, TIES): the rule's config has no sandbox keys, so no sandbox limits.
-    scorer = make_scorer(config, seed_dir, tv_paths, dev_path)
+    scorer = make_scorer(config, seed_dir, tv_paths, dev_path, shots_path)
     dev = scorer.rows
     rows: list[dict] = []
 
@@ -37,8 +37,9 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
 
     add("seed", {}, scorer.evaluate_merged(None))
     for name, path in sorted(expert_dirs.items()):
-        model, tok = load_model(path, ev["dtype"])
-        add("expert", {"name": name}, evaluate(model, tok, dev, scorer.template, scorer.gen))
+        model, tok = load_model(path, ev["dtype"], scorer.model.device)
+        add("expert", {"name": name}, evaluate(model, tok, dev, scorer.template, scorer.gen, scorer.shots, scorer.task))
+        del model
     add("average", {}, scorer.evaluate_merged(merged("linear", {})))
     for lam in rep["ta_lambdas"]:
         add("task_arithmetic", {"lambda": lam}, scorer.evaluate_merged(merged("task_arithmetic", {"lambda": lam})))
@@ -69,7 +70,7 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
 
 def report_markdown(report: dict) -> str:
     t = report["targets"]
-    lines = ["# Toy world report", "",
+    lines = ["# World report", "",
              f"Dev set: {report['n_dev']} problems; merged parameters: {len(report['merged_parameters'])}.", "",
              "| method | params | dev acc | per skill |", "|---|---|---|---|"]
     for r in report["rows"]:
@@ -86,13 +87,13 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_world_report(*, config: dict, seed_dir, expert_dirs: Sequence, task_vectors: Sequence, dev,
+def write_world_report(*, config: dict, seed_dir, expert_dirs: Sequence, task_vectors: Sequence, dev, shots,
                        out_json, out_md) -> dict:
     """Rule `world_report`: config holds `threads`, `eval` and `world.report`."""
     from selfdev.io import write_json, write_text
 
     experts = {Path(p).name: p for p in expert_dirs}
-    report = world_report(config, seed_dir, experts, task_vectors, dev)
+    report = world_report(config, seed_dir, experts, task_vectors, dev, shots)
     write_json(report, out_json)
     write_text(report_markdown(report), out_md)
     print(report_markdown(report))

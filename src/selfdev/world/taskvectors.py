@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from selfdev.sandbox.run import RunOutcome, SandboxLimits, require_finite, require_plausible_norm, run_jobs
 
@@ -20,69 +20,77 @@ def selected(name: str, include: Sequence[str]) -> bool:
     return any(re.search(p, name) for p in include)
 
 
-def _weights_file(model_dir: Path) -> Path:
-    path = Path(model_dir) / "model.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"{model_dir}: expected a single-file checkpoint model.safetensors")
-    return path
+def write_task_vector(seed_dir: str | Path, expert_dir: str | Path, out: str | Path, include: Sequence[str],
+                      dtype: str = "float32", expert: str | None = None) -> dict:
+    """tau = expert - M0 for every selected floating parameter, computed in float32 and stored in `dtype`.
 
-
-def write_task_vector(seed_dir: str | Path, expert_dir: str | Path, out: str | Path, include: Sequence[str]) -> dict:
-    """tau = expert - seed for every selected floating parameter; fp32 so small updates survive."""
+    Streamed: one parameter of M0 and of the expert is read at a time (from memory-mapped shards) and
+    its difference written at once, so memory holds one parameter, never a whole model beside M0. An
+    expert whose parameters differ from M0's (names, shapes, dtypes) is refused, naming the first."""
     import torch
-    from safetensors import safe_open
 
-    from selfdev.io import write_safetensors
+    from selfdev.io import write_safetensors_stream
+    from selfdev.world.checkpoints import FLOATING, Checkpoint, first_difference
 
-    seed_f, exp_f = _weights_file(Path(seed_dir)), _weights_file(Path(expert_dir))
-    tv: dict[str, torch.Tensor] = {}
-    with safe_open(seed_f, "pt") as s, safe_open(exp_f, "pt") as e:
-        missing = set(s.keys()) ^ set(e.keys())
-        if missing:
-            raise ValueError(f"{expert_dir} and {seed_dir} differ in parameters: {sorted(missing)[:5]}")
-        for name in s.keys():
-            if not selected(name, include):
-                continue
-            a, b = s.get_tensor(name), e.get_tensor(name)
-            if a.shape != b.shape:
-                raise ValueError(f"{name}: expert shape {tuple(b.shape)} != seed shape {tuple(a.shape)}")
-            if a.is_floating_point():
-                tv[name] = (b.float() - a.float()).contiguous()
-    if not tv:
+    what = f"expert {expert}" if expert else str(expert_dir)
+    seed, other = Checkpoint(seed_dir, "M0"), Checkpoint(expert_dir, what)
+    diff = first_difference(seed, other)
+    if diff:
+        raise ValueError(f"{what} does not match M0's architecture: {diff}")
+    names = [n for n in seed.names if selected(n, include) and seed.dtype(n) in FLOATING]
+    if not names:
         raise ValueError(f"merge.include {list(include)} selects no floating parameter of {seed_dir}")
-    write_safetensors(tv, out, metadata={"format": TV_FORMAT, "seed": str(seed_dir), "expert": str(expert_dir)})
-    return {"parameters": len(tv), "elements": sum(t.numel() for t in tv.values()),
-            "norm": float(torch.sqrt(sum((t.double() ** 2).sum() for t in tv.values())))}
+    sq = [0.0]
+    n_el = [0]
+
+    def deltas():
+        for name in names:
+            delta = other.get(name).float()
+            delta.sub_(seed.get(name).float())  # in place: one parameter of M0 and one of the expert at a time
+            delta = delta.to(getattr(torch, dtype))
+            sq[0] += float(torch.linalg.vector_norm(delta, dtype=torch.float64)) ** 2
+            n_el[0] += delta.numel()
+            yield name, delta
+
+    write_safetensors_stream(out, [(n, dtype, seed.shape(n)) for n in names], deltas(),
+                             metadata={"format": TV_FORMAT, "seed": str(seed_dir), "expert": str(expert_dir)})
+    return {"parameters": len(names), "elements": n_el[0], "norm": sq[0] ** 0.5, "dtype": dtype}
 
 
 class TaskVectorSet:
-    """Open handles on several task-vector files; tensors are read lazily from the mmap."""
+    """Several task-vector files; a parameter's tensors are read when asked for (plain reads, no
+    memory map), so a merge holds one parameter's stack of task vectors at a time."""
 
     def __init__(self, paths: Sequence[str | Path]):
-        from safetensors import safe_open
+        from selfdev.io import SafetensorsFile
 
         if not paths:
             raise ValueError("no task-vector files given")
         self.paths = [Path(p) for p in paths]
-        self._handles = []
+        self._files = []
         for p in self.paths:
             if not p.is_file():
                 raise FileNotFoundError(f"task-vector file not found: {p}")
-            h = safe_open(str(p), "pt")
-            fmt = (h.metadata() or {}).get("format")
+            f = SafetensorsFile(p)
+            fmt = f.metadata.get("format")
             if fmt != TV_FORMAT:
                 raise ValueError(f"{p}: not a selfdev task-vector file (metadata format={fmt!r}, expected {TV_FORMAT!r})")
-            self._handles.append(h)
-        self.names = sorted(self._handles[0].keys())
-        for p, h in zip(self.paths[1:], self._handles[1:]):
-            if sorted(h.keys()) != self.names:
+            self._files.append(f)
+        self.names = sorted(self._files[0].keys())
+        for p, f in zip(self.paths[1:], self._files[1:]):
+            if sorted(f.keys()) != self.names:
                 raise ValueError(f"{p}: parameters differ from {self.paths[0]}")
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._handles[0].get_slice(name).get_shape())
+        return self._files[0].shape(name)
 
     def get(self, name: str) -> list:
-        return [h.get_tensor(name) for h in self._handles]
+        return [f.get(name) for f in self._files]
+
+    @property
+    def fds(self) -> tuple[int, ...]:
+        """The open read-only descriptors of the files (kept open in the sandboxed child)."""
+        return tuple(f.fd for f in self._files)
 
 
 @dataclass
@@ -95,8 +103,13 @@ class MergeOutcome:
     isolation: dict = field(default_factory=dict)
 
 
-def merge_in_sandbox(source: str, tvs: TaskVectorSet, limits: SandboxLimits) -> MergeOutcome:
-    """Run a program's `merge` on every parameter in one sandboxed child; values are checked here."""
+def merge_in_sandbox(source: str, tvs: TaskVectorSet, limits: SandboxLimits,
+                     sink: Callable[[str, object], None] | None = None) -> MergeOutcome:
+    """Run a program's `merge` on every parameter in one sandboxed child; values are checked here.
+
+    With `sink`, each checked parameter is handed over as soon as it arrives (the scorer writes it into
+    the model) and nothing is kept: memory holds one parameter's stack of task vectors and its merge.
+    Without, the merged parameters are returned in `MergeOutcome.merged`."""
     import torch
 
     merged: dict[str, torch.Tensor] = {}
@@ -104,8 +117,12 @@ def merge_in_sandbox(source: str, tvs: TaskVectorSet, limits: SandboxLimits) -> 
     def accept(name: str, value) -> None:
         require_finite(value, f"in the merge of {name}")
         require_plausible_norm(value, tvs.get(name), limits.max_norm_ratio, f"in the merge of {name}")
-        merged[name] = value
+        if sink is None:
+            merged[name] = value
+        else:
+            sink(name, value)
 
     jobs = [(name, lambda name=name: tvs.get(name)) for name in tvs.names]
-    out: RunOutcome = run_jobs(source, jobs, {n: tvs.shape(n) for n in tvs.names}, limits, accept=accept)
+    out: RunOutcome = run_jobs(source, jobs, {n: tvs.shape(n) for n in tvs.names}, limits, accept=accept,
+                               keep_fds=tvs.fds)
     return MergeOutcome(out.ok, out.category, out.reason, out.seconds, merged if out.ok else {}, out.isolation)
