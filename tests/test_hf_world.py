@@ -361,3 +361,21 @@ def test_merge_is_written_into_the_model_parameter_by_parameter_and_restored(pre
     assert calls == scorer.tvs.names  # one parameter at a time, in order
     for name, p in scorer.model.named_parameters():
         assert torch.equal(p, before[name]), name
+
+
+def test_programs_see_float32_when_task_vectors_are_stored_in_bf16(pretrained, tmp_path):
+    """`merge.dtype: bfloat16` halves the files, but a program gets float32 tensors, as in the probe
+    (torch.quantile, for one, has no bf16 kernel)."""
+    from conftest import sandbox
+    from selfdev.world.taskvectors import TaskVectorSet, merge_in_sandbox, write_task_vector
+
+    for e in ("a", "b"):
+        write_task_vector(pretrained["m0"], pretrained[e], tmp_path / f"{e}.safetensors", [r"\.mlp\."],
+                          dtype="bfloat16")
+    tvs = TaskVectorSet([tmp_path / "a.safetensors", tmp_path / "b.safetensors"])
+    assert all(t.dtype == torch.float32 for t in tvs.get(tvs.names[0]))
+    code = ("import torch\ndef merge(tvs):\n    s = torch.stack(tvs)\n"
+            "    return s.mean(dim=0) * (s.abs() > torch.quantile(s.abs().flatten()[:1000], 0.5)).float().mean(dim=0)\n")
+    out = merge_in_sandbox(code, tvs, sandbox("merge", wall_s=20, memory_mb=1024))
+    assert out.ok, out.reason
+    assert all(v.dtype == torch.float32 for v in out.merged.values())

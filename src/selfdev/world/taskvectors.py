@@ -85,7 +85,9 @@ class TaskVectorSet:
         return self._files[0].shape(name)
 
     def get(self, name: str) -> list:
-        return [f.get(name) for f in self._files]
+        # Programs always see float32, as in the probe: task vectors stored in bf16 (`merge.dtype`) would
+        # otherwise meet ops without bf16 kernels (torch.quantile, ...) only at paper scale.
+        return [f.get(name).float() for f in self._files]
 
     @property
     def fds(self) -> tuple[int, ...]:
