@@ -101,16 +101,11 @@ def make_experts(model: Path, work: Path, n: int) -> dict:
 
 def convert_gguf(gguf: Path, out: Path) -> None:
     """A GGUF file as a plain fp32 checkpoint folder (as selfdev.world.checkpoints does for smollm2-gguf)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    from selfdev.world.checkpoints import load_gguf
 
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
-                                                 quantization_config=GgufConfig(dequantize=True))
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    model, tok = load_gguf(gguf.parent, gguf.name)
     model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
+    tok.save_pretrained(out)
 
 
 def run_child(*args: str) -> dict:

@@ -31,7 +31,14 @@ def estimate(cfg: dict, measured: dict, *, executable: float, answer_tokens: int
     prefill_tokens = programs * ev["dev_size"] * prompt_tokens
     top = st.get("top_k", 15)
     test_tokens = (2 * top + cfg.get("transfer", {}).get("top_k", 5)) * ev["test_size"] * answer_tokens
-    other_tokens = 7 * (ev["dev_size"] + ev["test_size"]) * answer_tokens + 2 * 38 * ev["dev_size"] * answer_tokens
+    # Single models (M0 and every expert) on dev and test; grid-tuned baselines on dev, for both families.
+    from selfdev.study.baselines import grid
+
+    w, b = cfg["world"], cfg["baselines"]
+    models = 1 + len(w["experts"]) + len(w["transfer_experts"])
+    grid_evals = sum(len(grid(m, b["grid_size"], b["lambda_range"], b["density_range"])) for m in b["methods"])
+    families = 2 if w["transfer_experts"] else 1
+    other_tokens = (models * (ev["dev_size"] + ev["test_size"]) + families * grid_evals * ev["dev_size"]) * answer_tokens
     gen_tokens = samples * program_tokens + scoring_tokens + test_tokens + other_tokens
     scale = MISTRAL_7B["params"] / measured["params"]
     cpu_tok_s = measured["tokens_per_s"] / scale
@@ -58,7 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--efficiency", type=float, default=0.25, help="assumed fraction of the bandwidth bound")
     args = ap.parse_args(argv)
     measured = json.loads(Path(args.measured).read_text())
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    from selfdev.config import validate_config
+
+    cfg = validate_config(yaml.safe_load(Path(args.config).read_text()), args.config)
     e = estimate(cfg, measured, executable=args.executable, answer_tokens=args.answer_tokens,
                  program_tokens=args.program_tokens, prompt_tokens=args.prompt_tokens, efficiency=args.efficiency)
     m = measured

@@ -134,8 +134,8 @@ def expert_cfg(wildcards):
 
 
 def expert_inputs(wildcards):
-    """A fine-tuned expert's data, M0 and prompt; an imported expert's local folder (and M0, whose
-    import the task vector will be checked against anyway)."""
+    """A fine-tuned expert's data, M0 and prompt; an imported expert's local folder (its match with M0
+    is checked by the task vector)."""
     entry = expert_entry(wildcards.expert)
     if "model" in entry:
         return {"source": local_folder(entry["model"])}
@@ -163,8 +163,7 @@ def world_files(family="main"):
 def factory_source(wildcards):
     """The initial factory's folder when `factory.model` is a local folder (a declared input, so replacing
     it reruns the conversion); nothing for a hub id or the packaged GGUF."""
-    source = os.path.expanduser(config["factory"]["model"])
-    return [source] if os.path.isdir(source) else []
+    return local_folder(config["factory"]["model"])
 
 
 def initial_factory():

@@ -81,12 +81,9 @@ def convert_initial_factory(source: str, out_dir: str | Path) -> dict:
 
     t0 = time.perf_counter()
     if source == "smollm2-gguf":
-        from transformers import GgufConfig
+        from selfdev.world.checkpoints import load_gguf
 
-        folder, fname = gguf_location()
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32,
-                                                     quantization_config=GgufConfig(dequantize=True))
-        tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
+        model, tok = load_gguf(*gguf_location())
     else:
         from selfdev.world.checkpoints import resolve_source
 

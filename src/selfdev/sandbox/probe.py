@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from selfdev.sandbox.program import CandidateRejected, static_check
-from selfdev.sandbox.run import SandboxLimits, require_finite, require_plausible_norm, run_jobs
+from selfdev.sandbox.run import SandboxLimits, largest_norm, require_finite, require_plausible_norm, run_jobs
 
 PROBE_SHAPES = ((64,), (16, 24), (24, 16), (4, 6, 5))
 PROBE_COUNTS = (2, 3, 5)
@@ -82,7 +82,8 @@ def check_program(source: str, limits: SandboxLimits) -> Verdict:
             require_finite(res[key], where)
             if not torch.equal(res[key], res[key + "-again"]):
                 raise CandidateRejected("nondeterministic", f"two calls {where} differ")
-            require_plausible_norm(res[key], probe_inputs(n, shape, seed), limits.max_norm_ratio, where)
+            require_plausible_norm(res[key], largest_norm(probe_inputs(n, shape, seed)), limits.max_norm_ratio,
+                                   where)
     except CandidateRejected as exc:
         return Verdict(False, exc.category, exc.reason, time.monotonic() - t0, report.code_hash,
                        isolation=outcome.isolation)

@@ -215,10 +215,14 @@ def require_finite(value, where: str) -> None:
         raise CandidateRejected("non_finite", f"non-finite values {where}")
 
 
-def require_plausible_norm(value, inputs: Sequence, ratio: float, where: str) -> None:
-    """Parent-side check of a result: its norm is at most `ratio` times the largest input's."""
+def largest_norm(inputs: Sequence) -> float:
+    return max(float(t.norm()) for t in inputs)
+
+
+def require_plausible_norm(value, largest_input_norm: float, ratio: float, where: str) -> None:
+    """Parent-side check of a result: its norm is at most `ratio` times the largest input's norm."""
     norm = float(value.float().norm())
-    if norm > ratio * max(float(t.norm()) for t in inputs):
+    if norm > ratio * largest_input_norm:
         raise CandidateRejected("magnitude", f"result norm {norm:.3g} {where} exceeds {ratio:g}x the largest input's")
 
 

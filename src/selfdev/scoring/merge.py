@@ -2,7 +2,7 @@
 
 The seed model is loaded once (on the configured device); for each program the merged parameters are
 overwritten one at a time as the sandbox returns them, and restored afterwards from M0's checkpoint on
-disk (memory-mapped), so scoring holds M0, one parameter's stack of task vectors and that parameter's
+disk (read parameter by parameter), so scoring holds M0, one parameter's stack of task vectors and that parameter's
 merge — never a second copy of the merged parameters.
 """
 
@@ -100,7 +100,8 @@ class MergeScorer:
 
         p = self._params[name]
         with torch.no_grad():
-            base = self.base(name).to(p.device).float()
+            # A parameter not yet overwritten holds M0's value already: no need to read it from disk.
+            base = (self.base(name).to(p.device) if name in self._dirty else p).float()
             p.copy_((base + delta.to(p.device).float()).to(p.dtype))
         self._dirty.add(name)
 

@@ -36,7 +36,7 @@ def split_rows(split: str, *, seed: int, skills: Sequence[str], data: dict) -> l
     if split == "dev":
         return dev
     if split != "test":
-        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")  # shots: toy_shots
+        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
     dev_q = {r["question"] for r in dev}
     test_per_skill = data["test_per_skill"]
     test: list[dict] = []
@@ -152,8 +152,8 @@ def write_split(*, split: str, config: dict, out: str | Path, prompt: str | Path
     from selfdev.scoring.tasks import task_split
 
     num_shots = load_template(prompt).num_shots if split == "shots" else 0
-    ev = config.get("eval", {})
-    if split == "seed_train" or ev.get("task", "toy") == "toy":
+    ev = config["eval"]
+    if split == "seed_train" or ev["task"] == "toy":
         w = config["world"]
         rows = (toy_shots(seed=config["seed"], skills=w["skills"], num_shots=num_shots) if split == "shots"
                 else split_rows(split, seed=config["seed"], skills=w["skills"], data=w["data"]))

