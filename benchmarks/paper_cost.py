@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> None:
           f"**{e['gpu_prefill_h']:.0f} GPU-hours** |")
     print(f"| sandboxed merges on the CPU (measured merge x {MISTRAL_7B['mlp_params'] / m['mlp_params']:.0f}, the "
           f"MLP ratio) | {e['merge_s']:.0f} s per program: **{e['merge_cpu_h']:.0f} CPU-core-hours** "
-          f"({e['merge_cpu_h'] / 16:.0f} h on a 16-core node if merges ran in parallel; the `score` rule runs them "
-          "one after another today) |")
+          f"({e['merge_cpu_h'] / 16:.0f} h on 16 cores: eval.shards 16 runs 16 scoring jobs side by side; "
+          "within one job programs are merged one after another) |")
     print("| DPO, 3 rounds of <= 1,000 pairs (6 x 7.24B x tokens FLOPs at 200 TFLOP/s; not measured) | "
           "about 0.2 GPU-hours |")
     print(f"| budget-matched baselines, if switched on (four methods x the discovery's evaluations) | "

@@ -8,17 +8,7 @@ import selfdev  # noqa: F401  - first, so its CPU-numerics pinning precedes any 
 REPO = Path(__file__).resolve().parents[1]
 GSM8K_DIR = Path(os.environ.get("SELFDEV_GSM8K_DIR", REPO.parent / "shared" / "data" / "gsm8k"))
 
-# Micro world: every knob small so a whole world builds in seconds.
-MICRO_WORLD = {
-    "skills": ["add", "mul"],
-    "experts": [{"name": "add", "skills": ["add"]}, {"name": "mul", "skills": ["mul"]}],
-    "transfer_experts": [],
-    "data": {"seed_train_per_skill": 200, "expert_train_per_skill": 100, "dev_per_skill": 10, "test_per_skill": 10},
-    "model": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},
-    "seed_training": {"steps": 30, "lr": 0.003, "batch_size": 16},
-    "expert_training": {"steps": 10, "lr": 0.001, "batch_size": 16},
-    "report": {"ta_lambdas": [0.5, 1.0], "ties_densities": [0.5], "ties_lambdas": [1.0]},
-}
+from world_fixture import MICRO_WORLD, build_world  # noqa: E402  (re-exported for the tests)
 
 
 def micro_config(results: Path) -> dict:
@@ -42,23 +32,9 @@ def gsm8k_file(name: str) -> Path:
 @pytest.fixture(scope="session")
 def micro_world(tmp_path_factory):
     """A real (tiny) world built with the same functions the workflow runs: data, M0, experts, task vectors."""
-    from selfdev.world import build as world
-    from selfdev.paths import Paths
-    from selfdev.world.taskvectors import write_task_vector
-
     root = tmp_path_factory.mktemp("world")
     cfg = micro_config(root / "results")
-    p = Paths(cfg["results"])
-    prompt = cfg["eval"]["prompt"]
-    for split in world.SPLITS:
-        world.write_split(split=split, config=cfg, out=p.data(split), prompt=prompt)
-    world.seed_step(config=cfg, prompt=prompt, data=p.data("seed_train"), out_dir=p.seed_dir())
-    for entry in cfg["world"]["experts"]:
-        e, expert_cfg = entry["name"], {**cfg, "expert": entry}
-        world.write_expert_data(name=e, config=expert_cfg, out=p.data(f"expert_{e}"))
-        world.expert_step(name=e, config=expert_cfg, prompt=prompt, data=p.data(f"expert_{e}"),
-                          seed_dir=p.seed_dir(), out_dir=p.expert_dir(e))
-        write_task_vector(p.seed_dir(), p.expert_dir(e), p.task_vector(e), cfg["merge"]["include"])
+    build_world(cfg)
     return cfg
 
 

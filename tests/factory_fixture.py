@@ -7,7 +7,8 @@ from pathlib import Path
 MICRO_PROMPT = 'import torch\n\n\ndef merge(task_vectors):\n    """Merge the task vectors."""'
 
 
-def build_tiny_factory(out_dir: Path, steps: int = 300, seed: int = 0) -> Path:
+def build_tiny_factory(out_dir: Path, steps: int = 300, seed: int = 0, heads: int = 4) -> Path:
+    """`heads` 2 gives head size 32, the smallest vLLM's CPU attention takes."""
     import random
 
     import torch
@@ -18,7 +19,7 @@ def build_tiny_factory(out_dir: Path, steps: int = 300, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     tok = build_char_tokenizer(string.printable)
-    model = build_tiny_llama(TinyLlamaSpec(64, 192, 2, 4, 1024), tok, seed)
+    model = build_tiny_llama(TinyLlamaSpec(64, 192, 2, heads, 1024), tok, seed)
     # Short bodies only: a tiny character-level model learns them in a few hundred steps.
     bodies = [b for b in EXAMPLE_BODIES if "math." not in b and len(b) <= 110]
     seqs = [tok(MICRO_PROMPT + "\n" + b + "\n", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]

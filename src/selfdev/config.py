@@ -85,6 +85,32 @@ def _check_across_keys(config: dict, origin: str) -> None:
         raise ConfigError(f"{origin}: algorithms: file names (stems) must be unique, got {stems}")
     if config["world"]["model"]["hidden_size"] % config["world"]["model"]["num_attention_heads"]:
         raise ConfigError(f"{origin}: world.model.num_attention_heads: must divide world.model.hidden_size")
+    for rule, own in config["resources"]["rules"].items():
+        if "gpu" in own and rule not in GPU_RULES:
+            raise ConfigError(f"{origin}: resources.rules.{rule}.gpu: rule {rule} runs no model on a GPU "
+                              f"(GPU rules: {', '.join(sorted(GPU_RULES))})")
+
+
+# Rules that run a model on `device` (their jobs ask for `resources.gpu` GPUs unless device is cpu).
+GPU_RULES = frozenset({"world_seed", "world_expert", "world_report", "score_algorithm", "factory_warmup", "sample",
+                       "score", "dpo", "final_test", "baseline", "singles", "transfer"})
+
+
+def rule_resources(config: dict, rule: str, gpu: bool = True, mem_mb: int | None = None) -> dict:
+    """A model-loading rule's Snakemake resources: `resources.*`, overridden by `resources.rules.<rule>`;
+    `gpu` only for GPU rules, 0 when the device is the CPU (or `gpu` is False: this job runs no model
+    on the device, e.g. an imported expert). `mem_mb`: the rule's own default when it holds no model."""
+    r = config["resources"]
+    own = r["rules"].get(rule, {})
+    out = {"mem_mb": own.get("mem_mb", mem_mb or r["mem_mb"]), "runtime": own.get("runtime", r["runtime"])}
+    if rule in GPU_RULES:
+        out["gpu"] = own.get("gpu", r["gpu"]) if gpu and config["device"] != "cpu" else 0
+    return out
+
+
+def rule_threads(config: dict, rule: str, default: int) -> int:
+    """A rule's threads: `resources.rules.<rule>.threads`, else the rule's own default."""
+    return config["resources"]["rules"].get(rule, {}).get("threads", default)
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:

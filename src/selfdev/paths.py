@@ -74,6 +74,10 @@ class Paths:
     def scores(self, arm: str, seed, it) -> str:
         return self.iteration(arm, seed, it, "scores.parquet")
 
+    def score_shard(self, arm: str, seed, it, shard, shards) -> str:
+        """Shard `shard` (0-based) of `shards` of an iteration's scoring (eval.shards > 1)."""
+        return self.iteration(arm, seed, it, f"shards/scores.{shard}-of-{shards}.parquet")
+
     def pairs(self, arm: str, seed, it) -> str:
         return self.iteration(arm, seed, it, "pairs.jsonl")
 
@@ -94,6 +98,9 @@ class Paths:
 
     def final_test(self, arm: str, seed) -> str:
         return self.final("programs", arm, f"seed{seed}", "test.parquet")
+
+    def final_test_shard(self, arm: str, seed, shard, shards) -> str:
+        return self.final("programs", arm, f"seed{seed}", "shards", f"test.{shard}-of-{shards}.parquet")
 
     def baseline(self, family: str, method: str, mode: str) -> str:
         return self.final("baselines", family, method, f"{mode}.json")

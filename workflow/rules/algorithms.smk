@@ -13,7 +13,7 @@ rule check_algorithm:
     benchmark:
         PATHS.benchmark("check_{algo}.tsv")
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/check_algorithm.py"
 
@@ -28,19 +28,17 @@ rule score_algorithm:
     output:
         score=PATHS.score("{algo}"),
     params:
-        config=cfg("threads", "device", "eval", "sandbox"),
+        config=engine_cfg("threads", "device", "eval", "sandbox"),
         split="dev",
-    threads: config["threads"]
+    threads: rule_threads(config, "score_algorithm", config["threads"])
     log:
         PATHS.log("score_{algo}.log"),
     benchmark:
         PATHS.benchmark("score_{algo}.tsv")
     resources:
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=config["resources"]["runtime"],
-        gpu=GPUS,
+        **rule_resources(config, "score_algorithm"),
     conda:
-        "../envs/selfdev.yaml"
+        SCORE_ENV
     script:
         "../scripts/score_algorithm.py"
 
@@ -57,6 +55,6 @@ rule algorithms_summary:
     benchmark:
         PATHS.benchmark("algorithms_summary.tsv")
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/algorithms_summary.py"

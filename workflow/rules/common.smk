@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from selfdev.algorithms import reference_paths
-from selfdev.config import expert_names, family_experts
+from selfdev.config import expert_names, family_experts, rule_resources, rule_threads
 from selfdev.paths import Paths
 from selfdev.study.baselines import searchable
 
@@ -44,6 +44,8 @@ wildcard_constraints:
     method="|".join(METHODS),
     mode="grid|budget",
     split="seed_train|dev|test|shots",
+    shard=r"[0-9]+",
+    shards=r"[0-9]+",
 
 
 def canonical(value):
@@ -70,10 +72,31 @@ def cfg(*keys):
     return canonical(out)
 
 
+def engine_cfg(*keys):
+    """`cfg` for what generates text; the engine keys count only when they can change what is
+    computed. `eval.shards` never does (sharded scoring writes the same table), and the default
+    transformers engine adds no key, so results computed before engines were a choice stay valid;
+    choosing vllm (or changing its options) reruns what it generates."""
+    out = cfg(*keys)
+    for section in ("eval", "factory"):
+        sec = out.get(section)
+        if not sec or "engine" not in sec:
+            continue
+        sec.pop("shards", None)
+        if sec["engine"] == "transformers":
+            sec.pop("engine")
+            sec.pop("vllm", None)
+    return out
+
+
 TOY_SEED = config["world"]["seed_model"] == "toy"
 TOY_TASK = config["eval"]["task"] == "toy"
-# GPU rules ask for one GPU unless the config pins the CPU (`auto` may land on a GPU node).
-GPUS = 0 if config["device"] == "cpu" else 1
+SHARDS = config["eval"]["shards"]
+# Conda environments (`--sdm conda`), relative to workflow/rules/: rules that generate with vLLM get
+# their own (vLLM pins torch and transformers).
+ENV = "../envs/selfdev.yaml"
+SCORE_ENV = "../envs/vllm.yaml" if config["eval"]["engine"] == "vllm" else ENV
+SAMPLE_ENV = "../envs/vllm.yaml" if config["factory"]["engine"] == "vllm" else ENV
 
 
 def split_cfg(wildcards):
@@ -202,6 +225,19 @@ def iteration_files(arm, seed, it):
 def loop_files():
     """Every file of every run (arm x seed x iteration)."""
     return [f for arm in ARMS for seed in SEEDS for it in ITERATIONS for f in iteration_files(arm, seed, it).values()]
+
+
+def score_shards(wildcards):
+    """The shards an iteration's `score` gathers (eval.shards > 1); none when it scores itself."""
+    if SHARDS == 1:
+        return []
+    return [PATHS.score_shard(wildcards.arm, wildcards.seed, wildcards.it, k, SHARDS) for k in range(SHARDS)]
+
+
+def final_test_shards(wildcards):
+    if SHARDS == 1:
+        return []
+    return [PATHS.final_test_shard(wildcards.arm, wildcards.seed, k, SHARDS) for k in range(SHARDS)]
 
 
 def run_scores(arm, seed):

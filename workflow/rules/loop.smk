@@ -19,10 +19,9 @@ rule factory_initial:
     benchmark:
         PATHS.benchmark("factory_initial.tsv")
     resources:
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=config["resources"]["runtime"],
+        **rule_resources(config, "factory_initial"),
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/factory_initial.py"
 
@@ -36,18 +35,16 @@ rule factory_warmup:
         train_log=PATHS.train_log(PATHS.factory_warmup()),
     params:
         config=cfg("seed", "device", "loop.threads", "factory.prompt", "factory.warmup"),
-    threads: config["loop"]["threads"]
+    threads: rule_threads(config, "factory_warmup", config["loop"]["threads"])
     priority: 10
     log:
         PATHS.log("factory_warmup.log"),
     benchmark:
         PATHS.benchmark("factory_warmup.tsv")
     resources:
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=config["resources"]["runtime"],
-        gpu=GPUS,
+        **rule_resources(config, "factory_warmup"),
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/factory_warmup.py"
 
@@ -59,19 +56,17 @@ rule sample:
     output:
         candidates=PATHS.candidates("{arm}", "{seed}", "{it}"),
     params:
-        config=cfg("seed", "threads", "device", "factory.prompt", "factory.dtype", "loop.n_samples", "loop.t1", "loop.beta", "loop.top_p", "loop.max_new_tokens", "loop.batch_size"),
-    threads: config["threads"]
+        config=engine_cfg("seed", "threads", "device", "factory.prompt", "factory.dtype", "factory.engine", "factory.vllm", "loop.n_samples", "loop.t1", "loop.beta", "loop.top_p", "loop.max_new_tokens", "loop.batch_size"),
+    threads: rule_threads(config, "sample", config["threads"])
     priority: 10
     log:
         PATHS.log("sample_{arm}_s{seed}_it{it}.log"),
     benchmark:
         PATHS.benchmark("sample_{arm}_s{seed}_it{it}.tsv")
     resources:
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=config["resources"]["runtime"],
-        gpu=GPUS,
+        **rule_resources(config, "sample"),
     conda:
-        "../envs/selfdev.yaml"
+        SAMPLE_ENV
     script:
         "../scripts/sample.py"
 
@@ -90,7 +85,7 @@ rule filter:
     benchmark:
         PATHS.benchmark("filter_{arm}_s{seed}_it{it}.tsv")
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/filter.py"
 
@@ -104,23 +99,46 @@ rule score:
         rows=PATHS.data("dev"),
         prompt=config["eval"]["prompt"],
     output:
-        scores=PATHS.scores("{arm}", "{seed}", "{it}"),
+        scores=PATHS.scores("{arm}", "{seed}", "{it}") if SHARDS == 1 else PATHS.score_shard("{arm}", "{seed}", "{it}", "{shard}", "{shards}"),
     params:
-        config=cfg("threads", "device", "eval", "sandbox"),
-    threads: config["threads"]
+        config=engine_cfg("threads", "device", "eval", "sandbox"),
+    threads: rule_threads(config, "score", config["threads"])
     priority: 10
     log:
-        PATHS.log("score_{arm}_s{seed}_it{it}.log"),
+        PATHS.log("score_{arm}_s{seed}_it{it}.log") if SHARDS == 1 else PATHS.log("score_{arm}_s{seed}_it{it}_shard{shard}of{shards}.log"),
     benchmark:
-        PATHS.benchmark("score_{arm}_s{seed}_it{it}.tsv")
+        PATHS.benchmark("score_{arm}_s{seed}_it{it}.tsv") if SHARDS == 1 else PATHS.benchmark("score_{arm}_s{seed}_it{it}_shard{shard}of{shards}.tsv")
     resources:
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=config["resources"]["runtime"],
-        gpu=GPUS,
+        **rule_resources(config, "score"),
     conda:
-        "../envs/selfdev.yaml"
+        SCORE_ENV
     script:
         "../scripts/score.py"
+
+
+if SHARDS > 1:
+
+    # eval.shards > 1: each `score` job above scores one shard (its own engine and GPU); this
+    # writes the table one job would have written, and holds no model.
+    rule score_gather:
+        input:
+            candidates=PATHS.candidates("{arm}", "{seed}", "{it}"),
+            executable=PATHS.executable("{arm}", "{seed}", "{it}"),
+            earlier=earlier_scores,
+            shards=score_shards,
+        output:
+            scores=PATHS.scores("{arm}", "{seed}", "{it}"),
+        params:
+            config=engine_cfg("threads", "device", "eval", "sandbox"),
+        priority: 10
+        log:
+            PATHS.log("score_{arm}_s{seed}_it{it}.log"),
+        benchmark:
+            PATHS.benchmark("score_{arm}_s{seed}_it{it}.tsv")
+        conda:
+            ENV
+        script:
+            "../scripts/score_gather.py"
 
 
 rule pairs:
@@ -138,7 +156,7 @@ rule pairs:
     benchmark:
         PATHS.benchmark("pairs_dpo_s{seed}_it{it}.tsv")
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/pairs.py"
 
@@ -152,18 +170,16 @@ rule dpo:
         train_log=PATHS.train_log(PATHS.factory("dpo", "{seed}", "{it}")),
     params:
         config=cfg("seed", "device", "loop.threads", "dpo"),
-    threads: config["loop"]["threads"]
+    threads: rule_threads(config, "dpo", config["loop"]["threads"])
     priority: 10
     log:
         PATHS.log("dpo_dpo_s{seed}_it{it}.log"),
     benchmark:
         PATHS.benchmark("dpo_dpo_s{seed}_it{it}.tsv")
     resources:
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=config["resources"]["runtime"],
-        gpu=GPUS,
+        **rule_resources(config, "dpo"),
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/dpo.py"
 
@@ -182,6 +198,6 @@ rule run_summary:
     benchmark:
         PATHS.benchmark("summary_{arm}_s{seed}.tsv")
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/summary.py"

@@ -2,6 +2,8 @@
 # new expert family, the arms' comparison, plots and the HTML report.
 
 
+# The top programs of an arm and seed scored once on test; with eval.shards > 1, one shard of them
+# per job, gathered by final_test_gather.
 rule final_test:
     input:
         unpack(lambda wc: world_files()),
@@ -9,22 +11,40 @@ rule final_test:
         rows=PATHS.data("test"),
         prompt=config["eval"]["prompt"],
     output:
-        test=PATHS.final_test("{arm}", "{seed}"),
+        test=PATHS.final_test("{arm}", "{seed}") if SHARDS == 1 else PATHS.final_test_shard("{arm}", "{seed}", "{shard}", "{shards}"),
     params:
-        config=cfg("device", "eval", "sandbox", "study"),
-    threads: config["threads"]
+        config=engine_cfg("device", "eval", "sandbox", "study"),
+    threads: rule_threads(config, "final_test", config["threads"])
     log:
-        PATHS.log("final_test_{arm}_s{seed}.log"),
+        PATHS.log("final_test_{arm}_s{seed}.log") if SHARDS == 1 else PATHS.log("final_test_{arm}_s{seed}_shard{shard}of{shards}.log"),
     benchmark:
-        PATHS.benchmark("final_test_{arm}_s{seed}.tsv")
+        PATHS.benchmark("final_test_{arm}_s{seed}.tsv") if SHARDS == 1 else PATHS.benchmark("final_test_{arm}_s{seed}_shard{shard}of{shards}.tsv")
     resources:
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=config["resources"]["runtime"],
-        gpu=GPUS,
+        **rule_resources(config, "final_test"),
     conda:
-        "../envs/selfdev.yaml"
+        SCORE_ENV
     script:
         "../scripts/final_test.py"
+
+
+if SHARDS > 1:
+
+    rule final_test_gather:
+        input:
+            scores=lambda wc: run_scores(wc.arm, int(wc.seed)),
+            shards=final_test_shards,
+        output:
+            test=PATHS.final_test("{arm}", "{seed}"),
+        params:
+            config=engine_cfg("device", "eval", "sandbox", "study"),
+        log:
+            PATHS.log("final_test_{arm}_s{seed}.log"),
+        benchmark:
+            PATHS.benchmark("final_test_{arm}_s{seed}.tsv")
+        conda:
+            ENV
+        script:
+            "../scripts/final_test_gather.py"
 
 
 rule baseline:
@@ -37,19 +57,17 @@ rule baseline:
     output:
         record=PATHS.baseline("{family}", "{method}", "{mode}"),
     params:
-        config=cfg("seed", "threads", "device", "eval", "baselines"),
+        config=engine_cfg("seed", "threads", "device", "eval", "baselines"),
         runs=budget_runs,
-    threads: config["threads"]
+    threads: rule_threads(config, "baseline", config["threads"])
     log:
         PATHS.log("baseline_{family}_{method}_{mode}.log"),
     benchmark:
         PATHS.benchmark("baseline_{family}_{method}_{mode}.tsv")
     resources:
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=config["resources"]["runtime"],
-        gpu=GPUS,
+        **rule_resources(config, "baseline"),
     conda:
-        "../envs/selfdev.yaml"
+        SCORE_ENV
     script:
         "../scripts/baseline.py"
 
@@ -65,18 +83,16 @@ rule singles:
     output:
         record=PATHS.singles("{family}"),
     params:
-        config=cfg("device", "eval"),
-    threads: config["threads"]
+        config=engine_cfg("device", "eval"),
+    threads: rule_threads(config, "singles", config["threads"])
     log:
         PATHS.log("singles_{family}.log"),
     benchmark:
         PATHS.benchmark("singles_{family}.tsv")
     resources:
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=config["resources"]["runtime"],
-        gpu=GPUS,
+        **rule_resources(config, "singles"),
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/singles.py"
 
@@ -91,18 +107,16 @@ rule transfer:
     output:
         programs=PATHS.transfer_programs(),
     params:
-        config=cfg("device", "eval", "sandbox", "study", "transfer"),
-    threads: config["threads"]
+        config=engine_cfg("device", "eval", "sandbox", "study", "transfer"),
+    threads: rule_threads(config, "transfer", config["threads"])
     log:
         PATHS.log("transfer.log"),
     benchmark:
         PATHS.benchmark("transfer.tsv")
     resources:
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=config["resources"]["runtime"],
-        gpu=GPUS,
+        **rule_resources(config, "transfer"),
     conda:
-        "../envs/selfdev.yaml"
+        SCORE_ENV
     script:
         "../scripts/transfer.py"
 
@@ -125,7 +139,7 @@ rule study:
     benchmark:
         PATHS.benchmark("study.tsv")
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/study.py"
 
@@ -143,7 +157,7 @@ rule plots:
     benchmark:
         PATHS.benchmark("plots.tsv")
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/plots.py"
 
@@ -175,6 +189,6 @@ rule report_html:
     benchmark:
         PATHS.benchmark("report_html.tsv")
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/report_html.py"

@@ -16,7 +16,7 @@ rule world_split:
     resources:
         mem_mb=1000,
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/world_split.py"
 
@@ -33,7 +33,7 @@ rule expert_data:
     resources:
         mem_mb=1000,
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/expert_data.py"
 
@@ -45,17 +45,16 @@ rule world_seed:
         model=PATHS.seed_model(),
     params:
         config=seed_cfg,
-    threads: config["world"]["seed_training"]["threads"] if TOY_SEED else 1
+    threads: rule_threads(config, "world_seed", config["world"]["seed_training"]["threads"] if TOY_SEED else 1)
     log:
         PATHS.log("world_seed.log"),
     benchmark:
         PATHS.benchmark("world_seed.tsv")
     resources:
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=config["resources"]["runtime"],
-        gpu=GPUS if TOY_SEED else 0,
+        # An imported M0 is only copied or converted: no GPU.
+        **rule_resources(config, "world_seed", gpu=TOY_SEED),
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/world_seed.py"
 
@@ -68,17 +67,18 @@ rule world_expert:
     params:
         config=expert_cfg,
         family=expert_family,
-    threads: config["threads"]
+    threads: rule_threads(config, "world_expert", config["threads"])
     log:
         PATHS.log("world_expert_{expert}.log"),
     benchmark:
         PATHS.benchmark("world_expert_{expert}.tsv")
     resources:
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=config["resources"]["runtime"],
-        gpu=lambda wc: 0 if "model" in expert_entry(wc.expert) else GPUS,
+        mem_mb=rule_resources(config, "world_expert")["mem_mb"],
+        runtime=rule_resources(config, "world_expert")["runtime"],
+        # An imported expert is only copied or converted: no GPU.
+        gpu=lambda wc: rule_resources(config, "world_expert", gpu="model" not in expert_entry(wc.expert))["gpu"],
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/world_expert.py"
 
@@ -97,10 +97,9 @@ rule task_vector:
         PATHS.benchmark("task_vector_{expert}.tsv")
     resources:
         # Streamed one parameter at a time: memory is a few parameters, not a model.
-        mem_mb=1000,
-        runtime=config["resources"]["runtime"],
+        **rule_resources(config, "task_vector", mem_mb=1000),
     conda:
-        "../envs/selfdev.yaml"
+        ENV
     script:
         "../scripts/task_vector.py"
 
@@ -115,17 +114,15 @@ rule world_report:
         json=PATHS.world_report("json"),
         md=PATHS.world_report("md"),
     params:
-        config=cfg("threads", "device", "eval", "world.report"),
-    threads: config["threads"]
+        config=engine_cfg("threads", "device", "eval", "world.report"),
+    threads: rule_threads(config, "world_report", config["threads"])
     log:
         PATHS.log("world_report.log"),
     benchmark:
         PATHS.benchmark("world_report.tsv")
     resources:
-        mem_mb=config["resources"]["mem_mb"],
-        runtime=config["resources"]["runtime"],
-        gpu=GPUS,
+        **rule_resources(config, "world_report"),
     conda:
-        "../envs/selfdev.yaml"
+        SCORE_ENV
     script:
         "../scripts/world_report.py"

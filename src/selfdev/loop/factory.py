@@ -117,6 +117,9 @@ class SamplingSpec:
     seed: int
 
 
+STOP_STRINGS = ["\ndef ", "\nclass ", "\nif __name__", "\n```", "\n#", "\nprint("]
+
+
 def sample_completions(model, tok, prompt: str, spec: SamplingSpec, progress=None) -> list[tuple[str, float]]:
     """N sampled completions of one prompt; each with the seconds its batch took, divided evenly."""
     import torch
@@ -137,7 +140,7 @@ def sample_completions(model, tok, prompt: str, spec: SamplingSpec, progress=Non
                 max_new_tokens=spec.max_new_tokens,
                 pad_token_id=tok.pad_token_id,
                 eos_token_id=tok.eos_token_id,
-                stop_strings=["\ndef ", "\nclass ", "\nif __name__", "\n```", "\n#", "\nprint("],
+                stop_strings=STOP_STRINGS,
                 tokenizer=tok,
             )
         secs = (time.perf_counter() - t0) / size
@@ -145,4 +148,36 @@ def sample_completions(model, tok, prompt: str, spec: SamplingSpec, progress=Non
             out.append((tok.decode(row, skip_special_tokens=True), secs))
         if progress is not None:
             progress.update(size)
+    return out
+
+
+def sample_completions_vllm(factory_dir: str | Path, prompt: str, spec: SamplingSpec, dtype: str,
+                            options: dict | None = None, progress=None) -> list[tuple[str, float]]:
+    """N sampled completions of one prompt with vLLM: the same prompt token ids, temperature, top-p,
+    token budget and stop strings as `sample_completions`; candidate i has its own seed
+    (derive_seed(spec.seed, "row", i)), so it does not depend on the batch it falls in. vLLM's
+    samples differ from transformers' for the same seed (another random stream)."""
+    from transformers import AutoTokenizer
+    from vllm import LLM, SamplingParams
+
+    opts = dict(options or {})
+    if opts.get("tensor_parallel_size") == 1:
+        opts.pop("tensor_parallel_size")
+    tok = AutoTokenizer.from_pretrained(str(factory_dir))
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    llm = LLM(model=str(factory_dir), dtype=dtype, seed=spec.seed, enforce_eager=True, **opts)
+    out: list[tuple[str, float]] = []
+    for start in range(0, spec.n, spec.batch_size):
+        rows = range(start, min(spec.n, start + spec.batch_size))
+        params = [SamplingParams(temperature=spec.temperature, top_p=spec.top_p if spec.temperature > 0 else 1.0,
+                                 max_tokens=spec.max_new_tokens, stop=STOP_STRINGS, include_stop_str_in_output=True,
+                                 stop_token_ids=[tok.eos_token_id] if tok.eos_token_id is not None else None,
+                                 seed=derive_seed(spec.seed, "row", i)) for i in rows]
+        t0 = time.perf_counter()
+        gens = llm.generate([{"prompt_token_ids": ids} for _ in rows], params, use_tqdm=False)
+        secs = (time.perf_counter() - t0) / len(rows)
+        out.extend((g.outputs[0].text, secs) for g in gens)
+        if progress is not None:
+            progress.update(len(rows))
+    del llm
     return out

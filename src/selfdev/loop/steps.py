@@ -39,21 +39,27 @@ def factory_warmup(*, config: dict, in_dir: str, out_dir: str) -> dict:
                       config["loop"]["threads"], resolve_device(config["device"]))
 
 
-def sample(*, config: dict, arm: str, rep: int, iteration: int, factory_dir: str, out_path: str) -> dict:
+def sample(*, config: dict, arm: str, rep: int, iteration: int, factory_dir: str, out_path: str,
+           threads: int | None = None) -> dict:
     """Rule `sample`. The sampling seed names the repeat and iteration but not the arm: iteration 1 is
     the same draw in every arm, which is what lets nodpo share dpo's iteration 1."""
     from selfdev.loop.factory import SamplingSpec, load_factory, load_prompt, sample_completions, temperature_at
 
-    set_threads(config["threads"])
+    set_threads(threads or config["threads"])
     lp, fc = config["loop"], config["factory"]
     prompt = load_prompt(fc["prompt"])
     temp = temperature_at(iteration, lp["t1"], lp["beta"])
-    model, tok = load_factory(factory_dir, fc["dtype"], resolve_device(config["device"]))
     spec = SamplingSpec(lp["n_samples"], temp, lp["top_p"], lp["max_new_tokens"], lp["batch_size"],
                         seed=derive_seed(config["seed"], "sample", rep, iteration))
     t0 = time.perf_counter()
     with _progress(spec.n, f"sampling iteration {iteration}") as bar:
-        completions = sample_completions(model, tok, prompt, spec, bar)
+        if fc.get("engine", "transformers") == "vllm":  # rule params omit the default engine
+            from selfdev.loop.factory import sample_completions_vllm
+
+            completions = sample_completions_vllm(factory_dir, prompt, spec, fc["dtype"], fc["vllm"], bar)
+        else:
+            model, tok = load_factory(factory_dir, fc["dtype"], resolve_device(config["device"]))
+            completions = sample_completions(model, tok, prompt, spec, bar)
     rows = loop.candidate_rows(completions, prompt, Path(fc["prompt"]).stem, iteration, temp, lp["top_p"],
                                str(factory_dir), f"{arm}-s{rep}")
     io.write_table(rows, out_path, loop.CANDIDATES_V, loop.CANDIDATE_COLUMNS)
@@ -80,30 +86,68 @@ def filter_step(*, config: dict, candidates: str, earlier_scores: Sequence[str],
     return {"rows": len(rows), "executable": sum(r["executable"] for r in rows)}
 
 
-def score_step(*, config: dict, candidates: str, executable: str, earlier_scores: Sequence[str], seed_dir: str,
-               task_vectors: Sequence[str], rows: str, shots: str, out_path: str) -> dict:
-    """Rule `score`: config holds `threads`, `device`, `eval` and `sandbox`."""
+def _score_programs(config: dict, todo: Sequence[dict], seed_dir: str, task_vectors: Sequence[str], rows: str,
+                    shots: str, desc: str) -> list[dict]:
+    """Score rows (status `new`) for `todo`, in its order, on one engine."""
     from selfdev.scoring.programs import make_scorer
 
-    set_threads(config["threads"])
+    if not todo:
+        return []
+    scorer = make_scorer(config, seed_dir, task_vectors, rows, shots)
+    out = []
+    with _progress(len(todo), desc) as bar:
+        for prog in todo:
+            rec = scorer.score_program(prog["code"], probe_first=False)
+            out.append({"candidate_id": prog["candidate_id"], "iteration": prog["iteration"],
+                        "code_hash": prog["code_hash"], "status": "new", "executable": rec.executable,
+                        "category": rec.category, "reason": rec.reason, "dev_accuracy": rec.accuracy,
+                        "per_skill": json.dumps(rec.per_skill), "score_seconds": sum(rec.timings.values()),
+                        "body": prog["body"], "code": prog["code"], "factory": prog["factory"],
+                        "scored_in_iteration": prog["iteration"]})
+            bar.update(1)
+    scorer.engine.close()
+    return out
+
+
+def _todo(candidates: str, executable: str, earlier_scores: Sequence[str]) -> tuple[list[dict], list[dict]]:
+    """The programs this iteration must score, and the rows it reuses from earlier iterations."""
     cands = io.read_table(candidates, loop.CANDIDATES_V)
     execs = io.read_table(executable, loop.EXECUTABLE_V)
     todo = loop.programs_to_score(cands, execs)
-    out = loop.reused_scores(execs, cands, loop.earliest_scores(_earlier_scores(earlier_scores)))
-    if todo:
-        scorer = make_scorer(config, seed_dir, task_vectors, rows, shots)
-        with _progress(len(todo), "scoring programs") as bar:
-            for prog in todo:
-                rec = scorer.score_program(prog["code"], probe_first=False)
-                out.append({"candidate_id": prog["candidate_id"], "iteration": prog["iteration"],
-                            "code_hash": prog["code_hash"], "status": "new", "executable": rec.executable,
-                            "category": rec.category, "reason": rec.reason, "dev_accuracy": rec.accuracy,
-                            "per_skill": json.dumps(rec.per_skill), "score_seconds": sum(rec.timings.values()),
-                            "body": prog["body"], "code": prog["code"], "factory": prog["factory"],
-                            "scored_in_iteration": prog["iteration"]})
-                bar.update(1)
+    return todo, loop.reused_scores(execs, cands, loop.earliest_scores(_earlier_scores(earlier_scores)))
+
+
+def score_step(*, config: dict, candidates: str, executable: str, earlier_scores: Sequence[str], seed_dir: str,
+               task_vectors: Sequence[str], rows: str, shots: str, out_path: str, threads: int | None = None) -> dict:
+    """Rule `score` (eval.shards 1): config holds `threads`, `device`, `eval` and `sandbox`."""
+    set_threads(threads or config["threads"])
+    todo, out = _todo(candidates, executable, earlier_scores)
+    out.extend(_score_programs(config, todo, seed_dir, task_vectors, rows, shots, "scoring programs"))
     io.write_table(out, out_path, loop.SCORES_V, loop.SCORE_COLUMNS)
-    return {"scored_now": len(todo), "reused": len(out) - len(todo)}
+    return {"scored_now": len(todo), "reused": len(out) - len(todo), "engine": config["eval"].get("engine", "transformers")}
+
+
+def gather_scores_step(*, candidates: str, executable: str, earlier_scores: Sequence[str], shard_paths: Sequence[str],
+                       out_path: str) -> dict:
+    """Rule `score_gather` (eval.shards > 1): the `score` shards' rows joined into the table one job
+    would have written (same rows, same order); loads no model."""
+    todo, out = _todo(candidates, executable, earlier_scores)
+    out.extend(loop.gather_shards([io.read_table(p, loop.SCORES_V) for p in shard_paths], todo))
+    io.write_table(out, out_path, loop.SCORES_V, loop.SCORE_COLUMNS)
+    return {"gathered": len(todo), "reused": len(out) - len(todo), "shards": len(shard_paths)}
+
+
+def score_shard_step(*, config: dict, shard: int, shards: int, candidates: str, executable: str,
+                     earlier_scores: Sequence[str], seed_dir: str, task_vectors: Sequence[str], rows: str,
+                     shots: str, out_path: str, threads: int | None = None) -> dict:
+    """Rule `score` with eval.shards > 1: shard `shard` of `shards` scores every `shards`-th program needing a score
+    (round robin over the iteration's order, which balances long and short programs)."""
+    set_threads(threads or config["threads"])
+    todo, _ = _todo(candidates, executable, earlier_scores)
+    mine = loop.shard_of(todo, shard, shards)
+    new = _score_programs(config, mine, seed_dir, task_vectors, rows, shots, f"scoring shard {shard + 1}/{shards}")
+    io.write_table(new, out_path, loop.SCORES_V, loop.SCORE_COLUMNS)
+    return {"shard": shard, "shards": shards, "scored_now": len(new), "engine": config["eval"].get("engine", "transformers")}
 
 
 def pairs_step(*, config: dict, rep: int, iteration: int, scores: str, earlier_scores: Sequence[str],

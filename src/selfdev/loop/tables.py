@@ -260,3 +260,26 @@ def summary_markdown(summary: dict) -> str:
 
 def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
+
+
+def shard_of(items: Sequence[dict], shard: int, shards: int) -> list[dict]:
+    """Shard `shard` (0-based) of `shards`: every `shards`-th item, starting at `shard`."""
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} outside 0..{shards - 1}")
+    return list(items[shard::shards])
+
+
+def gather_shards(tables: Sequence[Sequence[dict]], todo: Sequence[dict], key: str = "candidate_id") -> list[dict]:
+    """The shards' rows in `todo`'s order; every item of `todo` must be in exactly one shard (a shard
+    written for another set of programs, e.g. before its inputs changed, is refused by name)."""
+    by_key: dict = {}
+    for table in tables:
+        for row in table:
+            if row[key] in by_key:
+                raise ValueError(f"{key} {row[key]!r} is in two score shards")
+            by_key[row[key]] = row
+    missing = [item[key] for item in todo if item[key] not in by_key]
+    extra = sorted(set(by_key) - {item[key] for item in todo})
+    if missing or extra:
+        raise ValueError(f"score shards do not match the programs to score: missing {missing[:5]}, unexpected {extra[:5]}")
+    return [by_key[item[key]] for item in todo]

@@ -42,10 +42,14 @@ def evaluate(
     task: Task | str = "toy",
 ) -> EvalResult:
     """Greedy completions of `template` over `rows` (with the few-shot `shots`, through the model's chat
-    template when the template asks for it), each checked by `task`'s answer check."""
+    template when the template asks for it), each checked by `task`'s answer check. `model` is a
+    transformers model or a scoring engine (selfdev.scoring.engines), which generates itself."""
     task = get_task(task) if isinstance(task, str) else task
     prompts = [template.render(r["question"], shots, tokenizer) for r in rows]
-    completions, gen_s = greedy_generate(model, tokenizer, prompts, gen)
+    if hasattr(model, "kind"):  # an engine (built with its own GenerationSpec)
+        completions, gen_s = model.generate(prompts)
+    else:
+        completions, gen_s = greedy_generate(model, tokenizer, prompts, gen)
     t0 = time.perf_counter()
     correct = []
     for row, completion in zip(rows, completions):

@@ -1,9 +1,10 @@
 """Scoring a merging program: M0 + merge(task vectors) -> greedy generation -> the task's answer check.
 
-The seed model is loaded once (on the configured device); for each program the merged parameters are
-overwritten one at a time as the sandbox returns them, and restored afterwards from M0's checkpoint on
-disk (read parameter by parameter), so scoring holds M0, one parameter's stack of task vectors and that parameter's
-merge — never a second copy of the merged parameters.
+The seed model is loaded once into a generation engine (`eval.engine`, on the configured device); for
+each program the merged parameters are overwritten as the sandbox returns them, and restored afterwards
+from M0's checkpoint on disk (read parameter by parameter). With the transformers engine scoring holds
+M0, one parameter's stack of task vectors and that parameter's merge — never a second copy of the merged
+parameters; the vLLM engine also buffers up to one chunk (`eval.swap_chunk_mb`) of merged layers.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 from selfdev.scoring.evaluate import EvalResult, evaluate
-from selfdev.lm import GenerationSpec, load_causal_lm
+from selfdev.lm import GenerationSpec
+from selfdev.scoring.engines import make_engine
 from selfdev.sandbox.probe import check_program
 from selfdev.scoring.prompts import PromptTemplate
 from selfdev.sandbox.run import SandboxLimits
@@ -74,49 +76,59 @@ class MergeScorer:
         shots: Sequence[dict] = (),
         task: str = "toy",
         device: str = "cpu",
+        engine: str = "transformers",
+        engine_options: dict | None = None,
     ):
         from selfdev.world.checkpoints import Checkpoint
 
         if not Path(seed_dir).is_dir():
             raise FileNotFoundError(f"seed model folder not found: {seed_dir} (build the world first: snakemake --cores all)")
-        self.model, self.tokenizer = load_causal_lm(seed_dir, dtype, device)
         self.seed = Checkpoint(seed_dir, "M0")
         self.tvs = TaskVectorSet(task_vector_paths)
+        self.engine = make_engine(engine, seed_dir, dtype, device, gen, engine_options)
+        self.tokenizer = self.engine.tokenizer
         self.rows, self.template, self.gen, self.limits, self.shots = list(rows), template, gen, limits, list(shots)
         self.task = task
-        params = dict(self.model.named_parameters())
-        missing = [n for n in self.tvs.names if n not in params or n not in self.seed]
+        self.device = device
+        self.dtype = dtype
+        missing = [n for n in self.tvs.names if n not in self.seed or not self.engine.has(n)]
         if missing:
             raise ValueError(f"task vectors name parameters the seed model lacks: {missing[:5]}")
-        self._params = {n: params[n] for n in self.tvs.names}
         self._dirty: set[str] = set()
 
+    @property
+    def model(self):
+        """The transformers model (transformers engine only)."""
+        return self.engine.model
+
     def base(self, name: str):
-        """M0's value of a merged parameter, as the scoring model holds it (read from M0's checkpoint)."""
-        return self.seed.get(name).to(self._params[name].dtype)
+        """M0's value of a merged parameter in the scoring dtype (read from M0's checkpoint)."""
+        import torch
+
+        return self.seed.get(name).to(getattr(torch, self.dtype))
 
     def _apply(self, name: str, delta) -> None:
         import torch
 
-        p = self._params[name]
         with torch.no_grad():
-            # A parameter not yet overwritten holds M0's value already: no need to read it from disk.
-            base = (self.base(name).to(p.device) if name in self._dirty else p).float()
-            p.copy_((base + delta.to(p.device).float()).to(p.dtype))
+            # A parameter not yet overwritten holds M0's value already (when the engine can show it):
+            # no need to read it from disk.
+            live = self.engine.live(name) if name not in self._dirty else None
+            base = live if live is not None else self.base(name)
+            self.engine.write(name, base.float() + delta.to(base.device).float())
         self._dirty.add(name)
 
     def restore(self) -> None:
         """Every overwritten parameter back to M0's value."""
-        import torch
-
-        with torch.no_grad():
-            for name in sorted(self._dirty):
-                self._params[name].copy_(self.base(name).to(self._params[name].device))
+        for name in sorted(self._dirty):
+            self.engine.write(name, self.base(name))
+        self.engine.flush()
         self._dirty.clear()
 
     def evaluate(self, rows: Sequence[dict] | None = None) -> EvalResult:
         """Accuracy of the model as it is now on the scorer's rows (or `rows`)."""
-        return evaluate(self.model, self.tokenizer, self.rows if rows is None else rows, self.template, self.gen,
+        self.engine.flush()
+        return evaluate(self.engine, self.tokenizer, self.rows if rows is None else rows, self.template, self.gen,
                         self.shots, self.task)
 
     def evaluate_merged(self, merged: Mapping | None, rows: Sequence[dict] | None = None) -> EvalResult:

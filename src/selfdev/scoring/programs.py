@@ -58,15 +58,27 @@ def make_scorer(config: dict, seed_dir: str, task_vectors: Sequence[str], rows_p
     limits = sandbox_limits(config, "merge") if "sandbox" in config else None
     return MergeScorer(seed_dir, task_vectors, read_jsonl(rows_path), load_template(ev["prompt"]),
                        GenerationSpec(ev["max_new_tokens"], ev["batch_size"]), limits, ev["dtype"],
-                       shots=read_jsonl(shots_path), task=ev["task"], device=resolve_device(config["device"]))
+                       shots=read_jsonl(shots_path), task=ev["task"], device=resolve_device(config["device"]),
+                       engine=ev.get("engine", "transformers"), engine_options=engine_options(ev))
+
+
+def engine_options(ev: dict) -> dict:
+    """The engine's own options from the `eval` section (vLLM only; a rule's params leave the
+    engine keys out when they hold the default transformers engine)."""
+    if ev.get("engine", "transformers") != "vllm":
+        return {}
+    opts = dict(ev["vllm"])
+    if opts["tensor_parallel_size"] == 1:
+        del opts["tensor_parallel_size"]
+    return opts
 
 
 def score_file(path: str | Path, config: dict, split: str, seed_dir: str, task_vectors: Sequence[str],
-               rows_path: str, shots_path: str, verdict: dict | None = None) -> dict:
+               rows_path: str, shots_path: str, verdict: dict | None = None, threads: int | None = None) -> dict:
     """Accuracy of M0 + merge on `split`; a program whose verdict says not executable is not run."""
     import torch
 
-    torch.set_num_threads(config["threads"])
+    torch.set_num_threads(threads or config["threads"])
     source = read_program(path)
     t0 = time.perf_counter()
     if verdict is not None and not verdict.get("executable"):

@@ -19,20 +19,22 @@ from selfdev.study.tables import (BASELINE_COLUMNS, BASELINES_V, FINAL_COLUMNS, 
 
 
 def final_test_step(*, config: dict, arm: str, seed: int, score_paths: Sequence[str], seed_dir: str,
-                    task_vectors: Sequence[str], test_path: str, shots_path: str, out_path: str, threads: int) -> dict:
-    """The arm-seed's top-k programs by dev, each scored once on test in the sandbox."""
+                    task_vectors: Sequence[str], test_path: str, shots_path: str, out_path: str, threads: int,
+                    shard: int = 0, shards: int = 1) -> dict:
+    """The arm-seed's top-k programs by dev, each scored once on test in the sandbox. With `shards` > 1
+    this job scores ranks shard+1, shard+1+shards, ... only (gather_final_test_step joins them)."""
     from selfdev.scoring.programs import make_scorer
     from selfdev.lm import set_threads
 
     set_threads(threads)
     st = config["study"]
     tables = [io.read_table(p, loop.SCORES_V) for p in score_paths]
-    top = top_programs(tables, st["top_k"])
+    top = loop.shard_of(_ranked(tables, st["top_k"]), shard, shards)
     scorer = make_scorer(config, seed_dir, task_vectors, test_path, shots_path) if top else None
     rows = []
-    for rank, prog in enumerate(top, 1):
+    for prog in top:
         rec = scorer.score_program(prog["code"], probe_first=False)
-        row = {"arm": arm, "seed": seed, "rank": rank, **{k: prog.get(k) for k in
+        row = {"arm": arm, "seed": seed, "rank": prog["rank"], **{k: prog.get(k) for k in
                ("candidate_id", "iteration", "code_hash", "dev_accuracy", "body", "code", "factory")},
                "executable": rec.executable, "category": rec.category, "reason": rec.reason,
                "test_accuracy": rec.accuracy, "test_low": None, "test_high": None, "n_test": rec.n,
@@ -40,8 +42,23 @@ def final_test_step(*, config: dict, arm: str, seed: int, score_paths: Sequence[
         if rec.executable:
             row = with_ci(row, rec.correct, st["bootstrap"], st["ci"])
         rows.append(row)
+    if scorer is not None:
+        scorer.engine.close()
     io.write_table(rows, out_path, FINAL_V, FINAL_COLUMNS)
     return {"programs": len(rows), "best_test": rows[0]["test_accuracy"] if rows else None}
+
+
+def _ranked(tables: Sequence[Sequence[dict]], k: int) -> list[dict]:
+    return [{**prog, "rank": rank} for rank, prog in enumerate(top_programs(tables, k), 1)]
+
+
+def gather_final_test_step(*, config: dict, score_paths: Sequence[str], shard_paths: Sequence[str], out_path: str) -> dict:
+    """Rule `final_test_gather` (eval.shards > 1): the shards' rows in rank order, the table one
+    `final_test` job would have written."""
+    top = _ranked([io.read_table(p, loop.SCORES_V) for p in score_paths], config["study"]["top_k"])
+    rows = loop.gather_shards([io.read_table(p, FINAL_V) for p in shard_paths], top, key="rank")
+    io.write_table(rows, out_path, FINAL_V, FINAL_COLUMNS)
+    return {"programs": len(rows), "best_test": rows[0]["test_accuracy"] if rows else None, "shards": len(shard_paths)}
 
 
 def baseline_step(*, config: dict, family: str, method: str, mode: str, seed_dir: str,

@@ -37,7 +37,7 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
 
     add("seed", {}, scorer.evaluate_merged(None))
     for name, path in sorted(expert_dirs.items()):
-        model, tok = load_model(path, ev["dtype"], scorer.model.device)
+        model, tok = load_model(path, ev["dtype"], scorer.device)
         add("expert", {"name": name}, evaluate(model, tok, dev, scorer.template, scorer.gen, scorer.shots, scorer.task))
         del model
     add("average", {}, scorer.evaluate_merged(merged("linear", {})))

@@ -1,0 +1,115 @@
+"""The Slurm profile on a real Slurm: a one-node cluster started on this machine (slurm_cluster.py),
+a micro workflow run to its end through `--workflow-profile profiles/slurm`, then a run whose job is
+cancelled with scancel, and the rerun that completes it.
+
+Skips (saying why) only where Slurm cannot be installed and SELFDEV_CI is unset; `.ci/run` sets it,
+so in CI a missing Slurm fails the test.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, workflow_config
+import slurm_cluster
+
+PROFILE = REPO / "profiles" / "slurm"
+
+
+def _need_slurm() -> None:
+    why = slurm_cluster.ensure_installed()
+    if why is None:
+        return
+    if os.environ.get("SELFDEV_CI"):
+        pytest.fail(f"Slurm required in CI: {why}")
+    pytest.skip(why)
+
+
+def _micro_config(tiny_factory) -> dict:
+    """The micro workflow, one arm and one iteration, every study part small: about 30 jobs."""
+    cfg = workflow_config(tiny_factory)
+    cfg["device"] = "cpu"
+    cfg["loop"]["iterations"] = 1
+    cfg["study"]["arms"] = ["dpo"]
+    cfg["world"] = {**cfg["world"], "transfer_experts": []}
+    cfg["baselines"] = {"grid_size": 1, "methods": ["task_arithmetic"], "budget_matched": False}
+    return cfg
+
+
+def _snakemake(cluster, workdir: Path, *args: str, **kw) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(workdir / "micro.yaml"), "--workflow-profile", str(PROFILE),
+           # This cluster has no accounting database: job states come from squeue (see the profile).
+           "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2",
+           "--latency-wait", "5", *args]
+    return subprocess.Popen(cmd, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _completed_job_ids(controller_log: str) -> set[str]:
+    """Slurm jobs the controller saw through to completion."""
+    return set(re.findall(r"_job_complete: JobId=(\d+) done", controller_log))
+
+
+def test_profile_runs_the_workflow_through_slurm(tmp_path, tiny_factory):
+    _need_slurm()
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "micro.yaml").write_text(yaml.safe_dump(_micro_config(tiny_factory)))
+    with slurm_cluster.one_node_cluster(tmp_path / "slurm") as cluster:
+        run = _snakemake(cluster, work)
+        out, _ = run.communicate(timeout=1500)
+        assert run.returncode == 0, out[-4000:]
+        results = work / "results"
+        assert (results / "final" / "study.html").is_file() and (results / "report.html").is_file()
+        # Every job went through Slurm but the target-only rules (no script: Snakemake runs them in
+        # place): each was submitted, and the controller ran it to completion.
+        n_jobs = int(re.search(r"(\d+) of \1 steps \(100%\) done", out).group(1))
+        local = re.findall(r"^localrule (\w+):", out, re.M)
+        assert set(local) <= {"all", "study_targets"}, local
+        submitted = dict(re.findall(r"submitted with SLURM jobid (\d+) \(log: \S+/slurm_logs/rule_(\w+?)/", out))
+        assert len(submitted) == n_jobs - len(local) > 20, (len(submitted), n_jobs, local)
+        assert set(submitted) <= _completed_job_ids(cluster.log())
+        assert {"world_seed", "sample", "score", "dpo", "final_test", "study"} <= set(submitted.values())
+        # A GPU rule asked Slurm for its GPU (the profile's set-resources), a CPU rule did not.
+        jobs = cluster.cmd("scontrol", "show", "job", "--oneliner").stdout.splitlines()
+        score = [j for j in jobs if "rule_score_" in j and "score_algorithm" not in j and "score_gather" not in j]
+        filt = [j for j in jobs if "rule_filter" in j]
+        assert score and all("gres/gpu:1" in j or "gres:gpu:1" in j or "gpu:1" in j for j in score), score[:1]
+        assert filt and not any("gpu" in j for j in filt), filt[:1]
+
+        # A second run (the DPO step redone): its running job is cancelled with scancel; that run
+        # fails, naming the job, and leaves nothing half-written; the rerun completes it.
+        factory = results / "loop" / "dpo" / "seed0" / "iter1" / "factory"
+        scores = results / "loop" / "dpo" / "seed0" / "iter1" / "scores.parquet"
+        scored_at = scores.stat().st_mtime_ns
+        second = _snakemake(cluster, work, "--forcerun", "dpo", "--retries", "0")
+        deadline, cancelled = time.monotonic() + 600, None
+        while cancelled is None and time.monotonic() < deadline and second.poll() is None:
+            for line in cluster.cmd("squeue", "-h", "-t", "RUNNING", "-o", "%i %j %k").stdout.splitlines():
+                job_id, *_ = line.split()
+                if "rule_dpo" in line:
+                    cluster.cmd("scancel", job_id)
+                    cancelled = job_id
+            time.sleep(0.5)
+        out2, _ = second.communicate(timeout=600)
+        assert cancelled, out2[-3000:]
+        assert second.returncode != 0, out2[-3000:]
+        assert "dpo" in out2 and re.search(r"Error in rule dpo|rule dpo.*failed|Error executing rule dpo", out2), out2[-3000:]
+        assert not (factory / "config.json").exists()  # the cancelled job's output is not left behind
+        third = _snakemake(cluster, work)
+        out3, _ = third.communicate(timeout=1500)
+        assert third.returncode == 0, out3[-4000:]
+        assert (factory / "config.json").is_file() and (factory / "train_log.json").is_file()
+        assert scores.stat().st_mtime_ns == scored_at  # what was computed before is kept
+        assert "dpo" in out3
+    # The daemons this test started are gone (stopped by PID).
+    time.sleep(1)
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path / "slurm") not in ps
