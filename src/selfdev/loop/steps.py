@@ -63,7 +63,8 @@ def sample(*, config: dict, arm: str, rep: int, iteration: int, factory_dir: str
     rows = loop.candidate_rows(completions, prompt, Path(fc["prompt"]).stem, iteration, temp, lp["top_p"],
                                str(factory_dir), f"{arm}-s{rep}")
     io.write_table(rows, out_path, loop.CANDIDATES_V, loop.CANDIDATE_COLUMNS)
-    return {"candidates": len(rows), "temperature": temp, "seconds": time.perf_counter() - t0}
+    return {"candidates": len(rows), "temperature": temp, "seconds": time.perf_counter() - t0,
+            "engine": fc.get("engine", "transformers")}
 
 
 def _earlier_scores(paths: Sequence[str]) -> list[list[dict]]:

@@ -20,11 +20,24 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
     from selfdev.scoring.programs import make_scorer
     from selfdev.study.baselines import merged_by
 
+    from selfdev.device import resolve_device
+    from selfdev.io import read_jsonl
+    from selfdev.lm import GenerationSpec
+    from selfdev.scoring.prompts import load_template
+
     set_threads(config["threads"])
     ev, rep = config["eval"], config["world"]["report"]
+    # The experts first, each loaded alone with transformers and freed: a vLLM scoring engine (built
+    # next) takes most of the GPU's memory for as long as it lives.
+    dev, shots, tpl = read_jsonl(dev_path), read_jsonl(shots_path), load_template(ev["prompt"])
+    gen, device = GenerationSpec(ev["max_new_tokens"], ev["batch_size"]), resolve_device(config["device"])
+    experts = []
+    for name, path in sorted(expert_dirs.items()):
+        model, tok = load_model(path, ev["dtype"], device)
+        experts.append((name, evaluate(model, tok, dev, tpl, gen, shots, ev["task"])))
+        del model
     # Trusted merges only (TA, TIES): the rule's config has no sandbox keys, so no sandbox limits.
     scorer = make_scorer(config, seed_dir, tv_paths, dev_path, shots_path)
-    dev = scorer.rows
     rows: list[dict] = []
 
     def add(method: str, params: dict, result) -> None:
@@ -36,10 +49,8 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
         return merged_by(method, params, scorer.tvs.names, scorer.base, scorer.tvs.get)
 
     add("seed", {}, scorer.evaluate_merged(None))
-    for name, path in sorted(expert_dirs.items()):
-        model, tok = load_model(path, ev["dtype"], scorer.device)
-        add("expert", {"name": name}, evaluate(model, tok, dev, scorer.template, scorer.gen, scorer.shots, scorer.task))
-        del model
+    for name, result in experts:
+        add("expert", {"name": name}, result)
     add("average", {}, scorer.evaluate_merged(merged("linear", {})))
     for lam in rep["ta_lambdas"]:
         add("task_arithmetic", {"lambda": lam}, scorer.evaluate_merged(merged("task_arithmetic", {"lambda": lam})))
