@@ -99,6 +99,7 @@ class VllmEngine:
         self._names = set(Checkpoint(seed_dir, "M0").names)
         self._pending: dict[str, object] = {}
         self._pending_bytes = 0
+        self._last_key: str | None = None  # the layer of the last pending tensor
         self._tmp = Path(tempfile.mkdtemp(prefix="selfdev-swap-", dir=_swap_dir()))
         self._n = 0
         self.swap_s = 0.0
@@ -168,8 +169,6 @@ class VllmEngine:
         tmp = getattr(self, "_tmp", None)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-
-    _last_key = None
 
 
 def _swap_dir() -> str | None:

@@ -4,7 +4,7 @@ The seed model is loaded once into a generation engine (`eval.engine`, on the co
 each program the merged parameters are overwritten as the sandbox returns them, and restored afterwards
 from M0's checkpoint on disk (read parameter by parameter). With the transformers engine scoring holds
 M0, one parameter's stack of task vectors and that parameter's merge — never a second copy of the merged
-parameters; the vLLM engine also buffers up to one chunk (`eval.swap_chunk_mb`) of merged layers.
+parameters; the vLLM engine also buffers up to one chunk (`eval.vllm.swap_chunk_mb`) of merged layers.
 """
 
 from __future__ import annotations
