@@ -121,7 +121,7 @@ def test_rule_resources_come_from_config():
 
 
 def _job_resources(tmp_path, extra: dict) -> dict[str, str]:
-    """The resources Snakemake gives each rule's first job in a dry run (its own printout)."""
+    """Each rule's first job in a dry run, as Snakemake prints it: its `threads:` and `resources:` lines."""
     cfg = {"device": "cuda", "resources": extra}
     (tmp_path / "micro.yaml").write_text(yaml.safe_dump(cfg))
     run = subprocess.run(snakemake_cmd(tmp_path, "-n", "--cores", "4", "--resources", "gpu=4"),
@@ -131,14 +131,15 @@ def _job_resources(tmp_path, extra: dict) -> dict[str, str]:
     for line in run.stdout.splitlines():
         if line.startswith("rule "):
             rule = line.split()[1].rstrip(":")
-        elif line.strip().startswith("resources:") and rule and rule not in out:
-            out[rule] = line.split(":", 1)[1].strip()
-    return out
+        elif line.strip().startswith(("threads:", "resources:")) and rule:
+            key = line.split(":", 1)[0].strip()
+            out.setdefault(rule, {}).setdefault(key, line.split(":", 1)[1].strip())
+    return {r: f"threads={v.get('threads', '1')}, {v.get('resources', '')}" for r, v in out.items()}
 
 
 def test_dry_run_jobs_carry_the_configured_resources(tmp_path):
     res = _job_resources(tmp_path, {"mem_mb": 5000, "rules": {"score": {"mem_mb": 7000, "gpu": 2, "threads": 3}}})
-    assert "_cores=3" in res["score"] or "threads" not in res["score"]
+    assert res["score"].startswith("threads=3,") and res["sample"].startswith("threads=1,")
     assert "mem_mb=7000" in res["score"] and "gpu=2" in res["score"]
     assert "mem_mb=5000" in res["sample"] and "gpu=1" in res["sample"]
     assert "gpu" not in res["factory_initial"]
