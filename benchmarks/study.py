@@ -24,9 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_args, rule_seconds, run_workflow  # noqa: E402
 
 STAGES = (("world", ("world_", "expert_data_", "task_vector_")), ("reference programs", ("check_", "score_mean", "score_task",
-                                                                        "score_ties", "algorithms_")),
+                                                                        "score_ties", "score_tsv", "score_iso",
+                                                                        "algorithms_")),
           ("factory", ("factory_",)), ("loop dpo", ("sample_dpo", "filter_dpo", "score_dpo", "pairs_", "dpo_dpo")),
-          ("loop nodpo", ("sample_nodpo", "filter_nodpo", "score_nodpo")), ("baselines", ("baseline_", "singles_")),
+          ("loop nodpo", ("sample_nodpo", "filter_nodpo", "score_nodpo")),
+          ("loop evolve", ("sample_evolve_s", "filter_evolve_s", "score_evolve_s")),
+          ("loop evolve_dpo", ("sample_evolve_dpo", "filter_evolve_dpo", "score_evolve_dpo", "dpo_evolve_dpo")),
+          ("baselines", ("baseline_", "singles_")),
           ("final + transfer", ("final_test_", "transfer")), ("study, plots, report", ("study", "plots", "report_html",
                                                                                      "summary_")))
 
@@ -64,7 +68,8 @@ def report(results: Path, wall: float | None) -> None:
     print("## Targets")
     if h.get("available"):
         b = h["best_discovered"]
-        print(f"  best discovered (dpo, seed 0, top by dev): {b['candidate_id']} dev {_pct(b['dev_accuracy'])}, "
+        print(f"  best discovered ({b['arm']}, seed {b['seed']}, top by dev over arms): {b['candidate_id']} "
+              f"dev {_pct(b['dev_accuracy'])}, "
               f"test {_pct(b['test_accuracy'])} [{_pct(b['test_low'])}, {_pct(b['test_high'])}]")
         for key in ("vs_best_budget", "vs_test_best_budget", "vs_best_grid", "vs_test_best_grid"):
             v = h.get(key)
@@ -74,14 +79,28 @@ def report(results: Path, wall: float | None) -> None:
                       f"{100 * m['estimate']:+.1f} points [{100 * m['low']:+.1f}, {100 * m['high']:+.1f}]"
                       + (f" -> target (>= 0) {'met' if v['target_met'] else 'NOT met'}"
                          if key == "vs_best_budget" else ""))
+        ps = h.get("per_seed")
+        if ps:
+            print(f"  seeds whose best program beats {ps['baseline']['method']} ({ps['baseline']['mode']}) with the "
+                  f"interval above 0: {ps['seeds_beating']} of {len(ps['seeds'])} (target >= 2 of 3)")
+            for r in ps["seeds"]:
+                m = r["margin"]
+                print(f"    seed {r['seed']} {r['arm']} {r['candidate_id']}: {100 * m['estimate']:+.1f} "
+                      f"[{100 * m['low']:+.1f}, {100 * m['high']:+.1f}]")
+        ub = h.get("upper_bound") or {}
+        if ub.get("available"):
+            frac = ub["fraction_closed"]
+            print(f"  multi-task upper bound {_pct(ub['multitask_test'])}, Task Arithmetic {_pct(ub['task_arithmetic_test'])}: "
+                  + (f"gap closed {100 * frac:.0f}%" if frac is not None else "no gap"))
     t = summary.get("transfer", {})
     if t.get("available"):
         m = t["margin"]
         print(f"  transfer: top program {_pct(t['program_test'])} vs re-tuned {t['baseline']} "
               f"{_pct(t['baseline_test'])}: {100 * m['estimate']:+.1f} [{100 * m['low']:+.1f}, {100 * m['high']:+.1f}]")
-    for key in ("test_statement", "dev_statement"):
-        if key in summary["dpo_vs_nodpo"]:
-            print(f"  {summary['dpo_vs_nodpo'][key]}")
+    for name, v in summary.get("comparisons", {"dpo_vs_nodpo": summary["dpo_vs_nodpo"]}).items():
+        for key in ("test_statement", "dev_statement"):
+            if key in v:
+                print(f"  {name}: {v[key]}")
     if wall is not None:
         print(f"  end to end: {wall / 60:.1f} min (target <= 25 on 2 cores)")
 

@@ -113,3 +113,19 @@ def test_missing_factory_folder_is_a_clear_error(tmp_path):
         convert_initial_factory(str(tmp_path / "nope"), tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="not found"):
         load_factory(tmp_path / "nope")
+
+
+def test_chat_prompt_format_prefills_the_file_in_the_chat_template(tiny_factory):
+    from selfdev.loop.factory import model_prompt
+
+    model, tok = load_factory(tiny_factory)
+    assert model_prompt(tok, MICRO_PROMPT, "completion") == MICRO_PROMPT
+    with pytest.raises(ValueError, match="no chat template"):
+        model_prompt(tok, MICRO_PROMPT, "chat")
+    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</{{ m['role'] }}>{% endfor %}"
+                         "{% if add_generation_prompt %}<assistant>{% endif %}")
+    text = model_prompt(tok, MICRO_PROMPT, "chat")
+    assert text.startswith("<system>") and f"```python\n{MICRO_PROMPT}\n```</user>" in text
+    assert text.endswith("<assistant>```python\n" + MICRO_PROMPT + "\n")  # the answer continues the body
+    with pytest.raises(ValueError, match="unknown format"):
+        model_prompt(tok, MICRO_PROMPT, "json")

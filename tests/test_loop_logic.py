@@ -64,15 +64,69 @@ def test_filter_dedupes_within_and_across_iterations():
         calls.append(code)
         return check_program(code, LIMITS)
 
-    seen_hash = loop.filter_candidates([_cand(9, "    return 0.9 * sum(task_vectors)")], {}, check, ["torch", "math"])[0]["code_hash"]
+    earlier = loop.filter_candidates([_cand(9, "    return 0.9 * sum(task_vectors)")], {}, check, ["torch", "math"],
+                                     loop.Behaviours(4, [], []))[0]
     calls.clear()
-    rows = loop.filter_candidates(cands, {seen_hash: "it0-00009"}, check, ["torch", "math"])
+    rows = loop.filter_candidates(cands, {earlier["code_hash"]: {**earlier, "candidate_id": "it0-00009"}}, check,
+                                  ["torch", "math"], loop.Behaviours(4, [], []))
     status = [r["status"] for r in rows]
     assert status == ["new", "duplicate", "seen_before", "new", "empty", "new"]
     assert rows[1]["first_candidate_id"] == "it1-00000" and rows[1]["executable"]
-    assert rows[2]["first_candidate_id"] == "it0-00009"
+    assert rows[2]["first_candidate_id"] == "it0-00009" and rows[2]["behaviour"] == earlier["behaviour"]
     assert rows[3]["category"] == "wrong_shape" and rows[5]["category"] == "syntax"
     assert len(calls) == 2  # only the new, parseable programs were probed
+
+
+# The example: one algorithm for four experts written five ways, and one that differs.
+MEAN_OF_FOUR = ["    return 0.5 * torch.stack(task_vectors).sum(dim=0) * 0.5",
+                "    return torch.stack(task_vectors).mean(dim=0)",
+                "    return torch.stack(task_vectors).sum(dim=0) / len(task_vectors)",
+                "    return 0.5 * torch.stack(task_vectors).sum(dim=0) / math.sqrt(len(task_vectors))",
+                "    return torch.stack(task_vectors).mean(dim=0) / (1.0 + 1e-8)"]
+
+
+def test_behaviours_tell_programs_apart_by_what_they_compute():
+    cands = [_cand(i, b) for i, b in enumerate(MEAN_OF_FOUR)] + [_cand(5, "    return 0.3 * sum(task_vectors)")]
+    check = lambda code: check_program(code, LIMITS, 4)  # noqa: E731
+    rows = loop.filter_candidates(cands, {}, check, ["torch", "math"], loop.Behaviours(4, [], []))
+    assert [r["status"] for r in rows] == ["new"] + ["same_behaviour"] * 4 + ["new"]
+    assert {r["behaviour"] for r in rows[:5]} == {"it1-00000"} and rows[5]["behaviour"] == "it1-00005"
+    # With the expert count varying, mean and 0.25 * sum (the first and fourth for four experts) differ:
+    # three algorithms among the five (0.25*sum / mean, and 0.5*sum/sqrt(n)).
+    assert rows[1]["algorithm"] == rows[2]["algorithm"] == rows[4]["algorithm"] != rows[0]["algorithm"]
+    assert len({r["algorithm"] for r in rows[:5]}) == 3
+    # Three experts: 0.25 * sum no longer is the mean, so it is its own behaviour.
+    rows3 = loop.filter_candidates(cands, {}, lambda code: check_program(code, LIMITS, 3), ["torch", "math"],
+                                   loop.Behaviours(3, [], []))
+    assert [r["status"] for r in rows3][:5] == ["new", "new", "same_behaviour", "new", "same_behaviour"]
+    # A later iteration knows the earlier behaviours from its scores table.
+    scored = [{**r, "dev_accuracy": 0.5} for r in rows if r["status"] == "new"]
+    later = loop.filter_candidates([_cand(0, "    return sum(task_vectors) / 4", it=2)], {}, check, ["torch", "math"],
+                                   loop.Behaviours.from_scores(4, [scored]))
+    assert later[0]["status"] == "same_behaviour" and later[0]["first_candidate_id"] == "it1-00000"
+
+
+def test_scores_reuse_by_behaviour_and_rank_distinct_behaviours():
+    cands = [_cand(i, b) for i, b in enumerate(MEAN_OF_FOUR)] + [_cand(5, "    return 0.3 * sum(task_vectors)")]
+    execs = loop.filter_candidates(cands, {}, lambda code: check_program(code, LIMITS, 4), ["torch", "math"],
+                                   loop.Behaviours(4, [], []))
+    todo = loop.programs_to_score(cands, execs)
+    assert [t["candidate_id"] for t in todo] == ["it1-00000", "it1-00005"]  # each behaviour scored once
+    new = [{"candidate_id": t["candidate_id"], "iteration": 1, "code_hash": t["code_hash"], "status": "new",
+            "executable": True, "dev_accuracy": acc, "behaviour": t["behaviour"], "algorithm": t["algorithm"],
+            "signature": t["signature"], "body": t["body"]} for t, acc in zip(todo, (0.53, 0.4))]
+    rows = loop.assemble_scores(execs, cands, [], new)
+    assert [r["candidate_id"] for r in rows] == [c["candidate_id"] for c in cands]
+    assert [r["dev_accuracy"] for r in rows] == [0.53] * 5 + [0.4]
+    assert [r["status"] for r in rows] == ["new"] + ["same_behaviour"] * 4 + ["new"]
+    assert rows[3]["body"] == MEAN_OF_FOUR[3]
+    top = loop.best_programs(rows, 3)
+    assert [t["candidate_id"] for t in top] == ["it1-00000", "it1-00005"]  # one row per behaviour
+    spec = loop.PairSpec(p_w=0.5, p_l=0.5, min_chosen=1, min_rejected=1, earlier_top=3, max_pairs=100, seed=0)
+    assert [(p["chosen_id"], p["rejected_id"]) for p in loop.select_pairs(rows, [], spec, 1, PROMPT)] == \
+        [("it1-00000", "it1-00005")]
+    stats = loop.iteration_stats(cands, execs, rows, [], {})
+    assert (stats["unique"], stats["behaviours"], stats["algorithms"]) == (6, 2, 4)
 
 
 def _scored(i, acc, it=1, body=None):
@@ -130,3 +184,18 @@ def test_tables_roundtrip_with_schema_version(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "x"}) + "\n")
     with pytest.raises(ValueError, match="bad.jsonl: row 1"):
         loop.read_pairs(tmp_path / "bad.jsonl")
+
+
+def test_novelty_is_judged_against_the_prompt_and_the_library():
+    known_codes = loop.known_programs(PROMPT, EXAMPLE_BODIES)
+    assert len(known_codes) == len(EXAMPLE_BODIES) + 1  # the prompt's one example, merge_task_arithmetic
+    check = lambda code: check_program(code, LIMITS, 4)  # noqa: E731
+    known = [check(c).info["signature"] for c in known_codes]
+    cands = [_cand(0, "    return 0.3 * sum(task_vectors)"),          # the library's 0.3 * sum
+             _cand(1, "    return sum(task_vectors) * 0.5"),           # the prompt's task arithmetic
+             _cand(2, "    return 0.42 * sum(task_vectors)"),          # new
+             _cand(3, "    return task_vectors[0][:1]")]               # not executable
+    rows = loop.mark_novel(loop.filter_candidates(cands, {}, check, ["torch", "math"], loop.Behaviours(4, [], [])),
+                           known, 4)
+    assert [r["novel"] for r in rows] == [False, False, True, None]
+    assert loop.iteration_stats(cands, rows, [], [], {})["novel_behaviours"] == 1

@@ -262,3 +262,27 @@ def test_study_html_renders_tables_and_code_and_shows_raw_html_as_text():
     assert "<h1>Study</h1>" in page and "<th>a</th>" in page and "<td>1</td>" in page
     assert "<script>" not in page and "&lt;script&gt;x()&lt;/script&gt;" in page
     assert "<pre><code" in page and "x &lt; 1" in page
+
+
+def test_headline_picks_the_best_arm_per_seed_and_states_the_gap_closed():
+    n = 100
+    ta_correct = [i < 50 for i in range(n)]      # 50%
+    good = [i < 62 for i in range(n)]            # 62%
+    weak = [i < 40 for i in range(n)]            # 40%
+    finals = [_final("dpo", 0, 1, weak, dev=0.5), _final("evolve", 0, 1, good, dev=0.6),
+              _final("dpo", 1, 1, good, dev=0.7), _final("evolve", 1, 1, weak, dev=0.4)]
+    singles = [{"family": "main", "rows": [{"model": "multitask", "dev_accuracy": 0.7, "test_accuracy": 0.7,
+                                            "test_correct": bits([i < 70 for i in range(n)])}]}]
+    recs = [{"family": "main", "method": "task_arithmetic", "mode": "grid", "n_evaluations": 4,
+             "best_params": {"lambda": 0.5}, "dev_accuracy": 0.55, "test_accuracy": 0.5, "test_correct": bits(ta_correct)}]
+    rows = study.baseline_rows(recs, singles, 300, 0.95)
+    h = study.headline(finals, rows, 300, 0.95)
+    # By dev over arms: seed 0's best is evolve's (dev 0.6), seed 1's dpo's (dev 0.7), both at 62% on test.
+    assert (h["best_discovered"]["arm"], h["best_discovered"]["seed"]) == ("evolve", 0)
+    assert [(s["seed"], s["arm"]) for s in h["per_seed"]["seeds"]] == [(0, "evolve"), (1, "dpo")]
+    assert h["per_seed"]["seeds_beating"] == 2 and h["per_seed"]["baseline"]["mode"] == "grid"
+    ub = h["upper_bound"]
+    assert ub["fraction_closed"] == pytest.approx((0.62 - 0.5) / (0.7 - 0.5))
+    assert "closes 60% of that gap" in study.study_markdown({"headline": h}, [])
+    no_mt = study.headline(finals, study.baseline_rows(recs, [], 300, 0.95), 300, 0.95)
+    assert no_mt["upper_bound"] == {"available": False}

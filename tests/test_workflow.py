@@ -39,6 +39,7 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
         path.write_text(src.replace("{canary!r}", repr(str(canary))))
         programs.append(str(path))
     cfg = workflow_config(tiny_factory, programs)
+    cfg["study"]["arms"] = ["dpo", "nodpo", "evolve", "evolve_dpo"]
     (tmp_path / "micro.yaml").write_text(yaml.safe_dump(cfg))
     res = tmp_path / "results"
     # Interrupt the run once iteration 1 has sampled (its filter has started); the rerun must
@@ -142,9 +143,28 @@ def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
     assert all(c["candidate_id"].startswith("nodpo-s0-it2-") for c in cands)
     dpo2 = io.read_table(loop_dir / "iter2" / "candidates.parquet", loop.CANDIDATES_V)
     assert {c["factory"] for c in dpo2} == {"results/loop/dpo/seed0/iter1/factory"}
+    assert {c["parents"] for c in dpo2 + cands} == {"[]"}
+    # Evolve arms: iteration 1 is dpo's; iteration 2 prompts with parents from iteration 1's scored
+    # programs (one draw per group of rows_per_prompt candidates); evolve_dpo samples from dpo's
+    # iteration-1 factory and trains its own factory on its own pairs.
+    it1 = io.read_table(loop_dir / "iter1" / "scores.parquet", loop.SCORES_V)
+    scored_ids = {r["candidate_id"] for r in it1 if r["executable"]}
+    for arm, factory in (("evolve", "results/factory/warmup"), ("evolve_dpo", "results/loop/dpo/seed0/iter1/factory")):
+        run = res / "loop" / arm / "seed0"
+        assert not (run / "iter1").exists()
+        rows = io.read_table(run / "iter2" / "candidates.parquet", loop.CANDIDATES_V)
+        assert len(rows) == 8 and {c["factory"] for c in rows} == {factory}
+        parents = [json.loads(c["parents"]) for c in rows]
+        assert all(1 <= len(p) <= 2 and set(p) <= scored_ids for p in parents), parents
+        assert parents[0] == parents[3] and all(c["candidate_id"].startswith(f"{arm}-s0-it2-") for c in rows)
+        assert (run / "iter2" / "pairs.jsonl").is_file() == (arm == "evolve_dpo")
+        assert (run / "iter2" / "factory" / "train_log.json").is_file() == (arm == "evolve_dpo")
+        assert (run / "summary.json").is_file()
+    evo_log = json.loads((res / "loop" / "evolve_dpo" / "seed0" / "iter2" / "factory" / "train_log.json").read_text())
+    assert evo_log["parent"].endswith("loop/dpo/seed0/iter1/factory")
 
     board = io.read_table(res / "final" / "leaderboard.parquet", study.LEADERBOARD_V)
-    assert {(r["arm"], r["seed"]) for r in board} == {("dpo", 0), ("nodpo", 0)}
+    assert {(r["arm"], r["seed"]) for r in board} == {(a, 0) for a in ("dpo", "nodpo", "evolve", "evolve_dpo")}
     test_rows = (res / "world" / "data" / "test.jsonl").read_text().count("\n")
     for r in board:
         assert r["rank"] <= 3 and r["executable"] and r["n_test"] == test_rows == len(r["test_correct"])
@@ -155,7 +175,7 @@ def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
 
     base = io.read_table(res / "final" / "baselines.parquet", study.BASELINES_V)
     main = {(r["method"], r["mode"]): r for r in base if r["family"] == "main" and r["model"] == "merged"}
-    methods = ("task_arithmetic", "ties", "dare_ties", "model_stock", "linear")
+    methods = ("task_arithmetic", "ties", "dare_ties", "model_stock", "linear", "della", "breadcrumbs", "tsv", "iso_c")
     assert {m for m, mode in main if mode == "grid"} == set(methods)
     assert {m for m, mode in main if mode == "budget"} == set(methods) - {"model_stock"}
     scored = sum(1 for it in (1, 2) for r in io.read_table(loop_dir / f"iter{it}" / "scores.parquet", loop.SCORES_V)
@@ -163,16 +183,17 @@ def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
     assert all(main[(m, "budget")]["n_evaluations"] == scored for m in methods if m != "model_stock")
     assert main[("ties", "grid")]["n_evaluations"] == 4 and main[("model_stock", "grid")]["n_evaluations"] == 1
     singles = {r["model"] for r in base if r["family"] == "main" and r["model"] != "merged"}
-    assert singles == {"M0", "add", "mul"}
+    assert singles == {"M0", "add", "mul", "multitask"}  # the multi-task upper bound beside the experts
     assert {r["model"] for r in base if r["family"] == "transfer" and r["model"] != "merged"} == {"M0", "t_add", "t_both"}
 
     transfer = io.read_table(res / "final" / "transfer.parquet", study.TRANSFER_V)
     assert 1 <= len(transfer) <= 2 and all(r["candidate_id"].startswith("dpo-s0-") for r in transfer)
     arms = json.loads((res / "final" / "arms.json").read_text())
-    assert set(arms["arms"]) == {"dpo", "nodpo"} and arms["dpo_vs_nodpo"]["available"]
+    assert set(arms["arms"]) == {"dpo", "nodpo", "evolve", "evolve_dpo"} and arms["dpo_vs_nodpo"]["available"]
+    assert all(arms["comparisons"][k]["available"] for k in ("evolve_dpo_vs_evolve", "evolve_dpo_vs_dpo"))
     text = (res / "summary.md").read_text()
     for heading in ("# Leaderboard", "# Baselines (mergekit)", "# Transfer", "## Did DPO beat no-DPO?",
-                    "budget-matched baseline"):
+                    "## evolve+DPO vs evolve", "## evolve+DPO vs DPO", "budget-matched baseline", "Upper bound: "):
         assert heading in text, heading
     for name in ("dev_distribution", "executable_rate", "best_so_far", "test_accuracy"):
         assert (res / "final" / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -185,6 +206,9 @@ def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
     out = lineage.stdout
     assert "written by results/loop/dpo/seed0/iter1/factory: DPO on results/loop/dpo/seed0/iter1/pairs.jsonl" in out
     assert "trained from results/factory/warmup" in out and "initial factory converted from" in out
+    evo = subprocess.run([sys.executable, "-m", "selfdev", "--config", str(tmp_path / "micro.yaml"), "lineage",
+                          "evolve-s0-it2-00000"], capture_output=True, text=True, cwd=tmp_path)
+    assert evo.returncode == 0 and "prompted with parent programs dpo-s0-it1-" in evo.stdout, evo.stdout + evo.stderr
     bad = subprocess.run([sys.executable, "-m", "selfdev", "--config", str(tmp_path / "micro.yaml"), "lineage",
                           "dpo-s9-it9-00000"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2 and "no program" in bad.stderr

@@ -64,7 +64,10 @@ def test_reference_algorithms_score(micro_world, name):
     scorer = make_scorer(micro_world, files["seed_dir"], files["task_vectors"], files["rows"], files["shots"])
     math = {"mean": lambda n: torch.stack(scorer.tvs.get(n)).mean(0),
             "task_arithmetic": lambda n: 0.5 * torch.stack(scorer.tvs.get(n)).sum(0),
-            "ties": lambda n: mergekit_delta("ties", scorer.base(n), scorer.tvs.get(n), {"density": 0.5, "lambda": 1.0})}
+            "ties": lambda n: mergekit_delta("ties", scorer.base(n), scorer.tvs.get(n), {"density": 0.5, "lambda": 1.0}),
+            # The 2025 baselines' programs, run in-process by the baseline plumbing (lambda 1 = the file's alpha).
+            "iso_c": lambda n: mergekit_delta("iso_c", scorer.base(n), scorer.tvs.get(n), {"lambda": 1.0}),
+            "tsv_merge": lambda n: mergekit_delta("tsv", scorer.base(n), scorer.tvs.get(n), {"lambda": 1.0})}
     expected = scorer.evaluate_merged({n: math[name](n) for n in scorer.tvs.names})
     assert from_bits(rec["correct"]) == list(expected.correct)
     assert rec["accuracy"] == expected.accuracy == sum(expected.correct) / 20

@@ -92,7 +92,7 @@ def _check_across_keys(config: dict, origin: str) -> None:
 
 
 # Rules that run a model on `device` (their jobs ask for `resources.gpu` GPUs unless device is cpu).
-GPU_RULES = frozenset({"world_seed", "world_expert", "world_report", "score_algorithm", "factory_warmup", "sample",
+GPU_RULES = frozenset({"world_seed", "world_expert", "world_multitask", "world_report", "score_algorithm", "factory_warmup", "sample",
                        "score", "dpo", "final_test", "baseline", "singles", "transfer"})
 
 

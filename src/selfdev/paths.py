@@ -6,10 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+SHARED_FIRST_ITERATION = ("nodpo", "evolve", "evolve_dpo")
+
+
 def iteration_owner(arm: str, it) -> str:
-    """The arm whose files hold iteration `it` of `arm`: nodpo's iteration 1 is dpo's (same factory,
-    temperature and seed), every other iteration its own."""
-    return "dpo" if arm == "nodpo" and str(it) == "1" else arm
+    """The arm whose files hold iteration `it` of `arm`: every arm's iteration 1 is dpo's (same factory,
+    base prompt, temperature and seed; evolve_dpo's pairs and DPO of iteration 1 are dpo's too), every
+    other iteration its own."""
+    return "dpo" if arm in SHARED_FIRST_ITERATION and str(it) == "1" else arm
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,10 @@ class Paths:
 
     def expert_dir(self, expert: str) -> str:
         return self._p("world", "experts", expert)
+
+    def multitask_model(self) -> str:
+        """The upper bound: M0 fine-tuned on every expert's data at once (world.multitask)."""
+        return self._p("world", "multitask", "config.json")
 
     def task_vector(self, expert: str) -> str:
         return self._p("world", "task_vectors", f"{expert}.safetensors")

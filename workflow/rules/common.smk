@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from selfdev.algorithms import reference_paths
+from selfdev.loop.evolve import EVOLVE_ARMS
 from selfdev.config import expert_names, family_experts, rule_resources, rule_threads
 from selfdev.paths import Paths
 from selfdev.study.baselines import searchable
@@ -23,7 +24,13 @@ ITERATIONS = list(range(1, config["loop"]["iterations"] + 1))
 EXPERTS = expert_names(config)
 TRANSFER = family_experts(config, "transfer")
 FAMILIES = ["main", "transfer"] if TRANSFER else ["main"]
+# The multi-task upper bound needs every expert's training data, so only experts trained here.
+MULTITASK = config["world"]["multitask"] and all("skills" in e for e in config["world"]["experts"])
 ARMS = config["study"]["arms"]
+# Arms whose factory DPO updates (pairs and dpo rules), and the arm whose runs set the budget of the
+# budget-matched baselines and whose top programs go to the transfer study.
+DPO_ARMS = [a for a in ("dpo", "evolve_dpo") if a in ARMS]
+MAIN_ARM = "dpo" if "dpo" in ARMS else ARMS[0]
 SEEDS = list(range(config["study"]["seeds"]))
 METHODS = config["baselines"]["methods"]
 # Programs scored directly: the config's `algorithms` files, or the shipped reference set.
@@ -39,7 +46,7 @@ wildcard_constraints:
     algo="|".join(ALGORITHMS) or "NONE",
     it=r"[1-9][0-9]*",
     seed=r"[0-9]+",
-    arm="dpo|nodpo",
+    arm="dpo|nodpo|evolve|evolve_dpo",
     family="main|transfer",
     method="|".join(METHODS),
     mode="grid|budget",
@@ -78,6 +85,10 @@ def engine_cfg(*keys):
     transformers engine adds no key, so results computed before engines were a choice stay valid;
     choosing vllm (or changing its options) reruns what it generates."""
     out = cfg(*keys)
+    if out.get("factory", {}).get("prompt_format") == "completion":
+        out["factory"].pop("prompt_format")  # the default, like the default engine, adds no key
+        if not out["factory"]:
+            out.pop("factory")
     for section in ("eval", "factory"):
         sec = out.get(section)
         if not sec or "engine" not in sec:
@@ -195,28 +206,41 @@ def initial_factory():
 
 
 def previous_factory(wildcards):
-    """Iteration i of the dpo arm samples from (and DPO starts from) the factory of iteration i-1;
-    the nodpo arm always samples from the initial factory."""
+    """Iteration i of a DPO arm (dpo, evolve_dpo) samples from (and DPO starts from) the factory of
+    iteration i-1 (iteration 1's is dpo's); nodpo and evolve always sample from the initial factory."""
     it = int(wildcards.it)
-    if getattr(wildcards, "arm", "dpo") == "nodpo" or it == 1:
+    if wildcards.arm in ("nodpo", "evolve") or it == 1:
         return initial_factory()
-    return PATHS.factory("dpo", wildcards.seed, it - 1)
+    return PATHS.factory(wildcards.arm, wildcards.seed, it - 1)
 
 
 def earlier_scores(wildcards):
     """Scores of every earlier iteration of the same run: for deduplication and the chosen pool."""
-    arm = getattr(wildcards, "arm", "dpo")  # pairs and dpo exist for the dpo arm only
-    return [PATHS.scores(arm, wildcards.seed, i) for i in range(1, int(wildcards.it))]
+    return [PATHS.scores(wildcards.arm, wildcards.seed, i) for i in range(1, int(wildcards.it))]
+
+
+def parent_scores(wildcards):
+    """An evolve arm's archive (the run's earlier scores) that its prompts draw parents from."""
+    return earlier_scores(wildcards) if wildcards.arm in EVOLVE_ARMS else []
+
+
+def sample_cfg(wildcards):
+    """The sampling rule's params: evolve arms also read `evolve` (changing it reruns only them)."""
+    keys = ["seed", "threads", "device", "factory.prompt", "factory.prompt_format", "factory.dtype", "factory.engine", "factory.vllm",
+            "loop.n_samples", "loop.t1", "loop.beta", "loop.top_p", "loop.max_new_tokens", "loop.batch_size"]
+    if wildcards.arm in EVOLVE_ARMS and int(wildcards.it) > 1:
+        keys.append("evolve")
+    return engine_cfg(*keys)
 
 
 def iteration_files(arm, seed, it):
-    """One iteration's files (nodpo shares dpo's iteration 1)."""
+    """One iteration's files (every arm shares dpo's iteration 1)."""
     files = {
         "candidates": PATHS.candidates(arm, seed, it),
         "executable": PATHS.executable(arm, seed, it),
         "scores": PATHS.scores(arm, seed, it),
     }
-    if arm == "dpo":
+    if arm in ("dpo", "evolve_dpo"):
         factory = PATHS.factory(arm, seed, it)
         files.update(pairs=PATHS.pairs(arm, seed, it), factory=factory, train_log=PATHS.train_log(factory))
     return files
@@ -245,12 +269,12 @@ def run_scores(arm, seed):
 
 
 def budget_runs(wildcards):
-    """The discovery runs (dpo arm, every seed) whose dev evaluations a budget-matched baseline gets."""
-    return [run_scores("dpo", s) for s in SEEDS] if wildcards.mode == "budget" else []
+    """The discovery runs (main arm, every seed) whose dev evaluations a budget-matched baseline gets."""
+    return [run_scores(MAIN_ARM, s) for s in SEEDS] if wildcards.mode == "budget" else []
 
 
 def baseline_files():
-    modes = ["grid", "budget"] if config["baselines"]["budget_matched"] and "dpo" in ARMS else ["grid"]
+    modes = ["grid", "budget"] if config["baselines"]["budget_matched"] else ["grid"]
     # A method without hyper-parameters (Model Stock) has one configuration: no search to budget.
     main = [PATHS.baseline("main", m, mode) for m in METHODS for mode in modes if mode == "grid" or searchable(m)]
     return main + [PATHS.baseline("transfer", m, "grid") for m in METHODS if TRANSFER]

@@ -1,6 +1,7 @@
 # The Self-Developing loop. Iteration 0 is the initial factory (converted, optionally warmed up);
 # iteration i of a run (arm x seed) samples from the factory of i-1 (input function `previous_factory`).
-# Arm `dpo` is the paper's loop; arm `nodpo` samples on the same schedule from the initial factory.
+# Arm `dpo` is the paper's loop; arm `nodpo` samples on the same schedule from the initial factory;
+# `evolve` prompts with parents from the run's archive (frozen factory), `evolve_dpo` adds DPO.
 # The loop's chain is the run's critical path: its rules go first (`priority`), and the baselines,
 # single models and the other arm fill the free core around it.
 
@@ -34,7 +35,7 @@ rule factory_warmup:
         model=PATHS.factory_warmup(),
         train_log=PATHS.train_log(PATHS.factory_warmup()),
     params:
-        config=cfg("seed", "device", "loop.threads", "factory.prompt", "factory.warmup"),
+        config=engine_cfg("seed", "device", "loop.threads", "factory.prompt", "factory.prompt_format", "factory.warmup"),
     threads: rule_threads(config, "factory_warmup", config["loop"]["threads"])
     priority: 10
     log:
@@ -53,10 +54,11 @@ rule sample:
     input:
         factory=previous_factory,
         prompt=config["factory"]["prompt"],
+        parents=parent_scores,
     output:
         candidates=PATHS.candidates("{arm}", "{seed}", "{it}"),
     params:
-        config=engine_cfg("seed", "threads", "device", "factory.prompt", "factory.dtype", "factory.engine", "factory.vllm", "loop.n_samples", "loop.t1", "loop.beta", "loop.top_p", "loop.max_new_tokens", "loop.batch_size"),
+        config=sample_cfg,
     threads: rule_threads(config, "sample", config["threads"])
     priority: 10
     log:
@@ -75,10 +77,11 @@ rule filter:
     input:
         candidates=PATHS.candidates("{arm}", "{seed}", "{it}"),
         earlier=earlier_scores,
+        prompt=config["factory"]["prompt"],
     output:
         executable=PATHS.executable("{arm}", "{seed}", "{it}"),
     params:
-        config=cfg("sandbox"),
+        config=cfg("sandbox", "world.experts", "factory.prompt"),
     priority: 10
     log:
         PATHS.log("filter_{arm}_s{seed}_it{it}.log"),
@@ -142,19 +145,21 @@ if SHARDS > 1:
 
 
 rule pairs:
+    wildcard_constraints:
+        arm="dpo|evolve_dpo",
     input:
-        scores=PATHS.scores("dpo", "{seed}", "{it}"),
+        scores=PATHS.scores("{arm}", "{seed}", "{it}"),
         earlier=earlier_scores,
         prompt=config["factory"]["prompt"],
     output:
-        pairs=PATHS.pairs("dpo", "{seed}", "{it}"),
+        pairs=PATHS.pairs("{arm}", "{seed}", "{it}"),
     params:
         config=cfg("seed", "factory.prompt", "loop.p_w", "loop.p_l", "loop.min_chosen", "loop.min_rejected", "loop.earlier_top", "loop.max_pairs"),
     priority: 10
     log:
-        PATHS.log("pairs_dpo_s{seed}_it{it}.log"),
+        PATHS.log("pairs_{arm}_s{seed}_it{it}.log"),
     benchmark:
-        PATHS.benchmark("pairs_dpo_s{seed}_it{it}.tsv")
+        PATHS.benchmark("pairs_{arm}_s{seed}_it{it}.tsv")
     conda:
         ENV
     script:
@@ -162,20 +167,22 @@ rule pairs:
 
 
 rule dpo:
+    wildcard_constraints:
+        arm="dpo|evolve_dpo",
     input:
         factory=previous_factory,
-        pairs=PATHS.pairs("dpo", "{seed}", "{it}"),
+        pairs=PATHS.pairs("{arm}", "{seed}", "{it}"),
     output:
-        model=PATHS.factory("dpo", "{seed}", "{it}"),
-        train_log=PATHS.train_log(PATHS.factory("dpo", "{seed}", "{it}")),
+        model=PATHS.factory("{arm}", "{seed}", "{it}"),
+        train_log=PATHS.train_log(PATHS.factory("{arm}", "{seed}", "{it}")),
     params:
-        config=cfg("seed", "device", "loop.threads", "dpo"),
+        config=engine_cfg("seed", "device", "loop.threads", "factory.prompt_format", "dpo"),
     threads: rule_threads(config, "dpo", config["loop"]["threads"])
     priority: 10
     log:
-        PATHS.log("dpo_dpo_s{seed}_it{it}.log"),
+        PATHS.log("dpo_{arm}_s{seed}_it{it}.log"),
     benchmark:
-        PATHS.benchmark("dpo_dpo_s{seed}_it{it}.tsv")
+        PATHS.benchmark("dpo_{arm}_s{seed}_it{it}.tsv")
     resources:
         **rule_resources(config, "dpo"),
     conda:

@@ -77,6 +77,7 @@ rule singles:
         seed=PATHS.seed_model(),
         shots=PATHS.data("shots"),
         experts=lambda wc: [PATHS.expert_model(e) for e in family_experts(config, wc.family)],
+        multitask=lambda wc: [PATHS.multitask_model()] if MULTITASK and wc.family == "main" else [],
         dev=PATHS.data("dev"),
         test=PATHS.data("test"),
         prompt=config["eval"]["prompt"],
@@ -100,7 +101,7 @@ rule singles:
 rule transfer:
     input:
         unpack(lambda wc: world_files("transfer")),
-        scores=[p for s in SEEDS for p in run_scores("dpo", s)],
+        scores=[p for s in SEEDS for p in run_scores(MAIN_ARM, s)],
         dev=PATHS.data("dev"),
         test=PATHS.data("test"),
         prompt=config["eval"]["prompt"],
@@ -126,7 +127,7 @@ rule study:
         finals=[PATHS.final_test(a, s) for a in ARMS for s in SEEDS],
         baselines=baseline_files(),
         singles=[PATHS.singles(f) for f in FAMILIES],
-        transfer=[PATHS.transfer_programs()] if TRANSFER and "dpo" in ARMS else [],
+        transfer=[PATHS.transfer_programs()] if TRANSFER else [],
         scores=[PATHS.scores(a, s, it) for a in ARMS for s in SEEDS for it in ITERATIONS],
     output:
         **{k: report(v, category="Study", caption="../report/study.rst") if k == "html" else v

@@ -104,10 +104,34 @@ rule task_vector:
         "../scripts/task_vector.py"
 
 
+# The upper bound: M0 fine-tuned on all experts' data at once (world.multitask).
+rule world_multitask:
+    input:
+        data=[PATHS.data(f"expert_{e}") for e in EXPERTS],
+        seed=PATHS.seed_model(),
+        prompt=config["eval"]["prompt"],
+    output:
+        model=PATHS.multitask_model(),
+    params:
+        config=cfg("seed", "threads", "device", "world.expert_training", "world.experts"),
+    threads: rule_threads(config, "world_multitask", config["threads"])
+    log:
+        PATHS.log("world_multitask.log"),
+    benchmark:
+        PATHS.benchmark("world_multitask.tsv")
+    resources:
+        **rule_resources(config, "world_multitask"),
+    conda:
+        ENV
+    script:
+        "../scripts/world_multitask.py"
+
+
 rule world_report:
     input:
         unpack(lambda wc: world_files()),
         experts=[PATHS.expert_model(e) for e in EXPERTS],
+        multitask=[PATHS.multitask_model()] if MULTITASK else [],
         dev=PATHS.data("dev"),
         prompt=config["eval"]["prompt"],
     output:

@@ -9,4 +9,4 @@ if __name__ == "__main__":
         w = snakemake.wildcards
         print(sample(config=snakemake.params.config, arm=w.arm, rep=int(w.seed), iteration=int(w.it),
                      factory_dir=str(Path(snakemake.input.factory).parent), out_path=snakemake.output.candidates,
-                     threads=snakemake.threads))
+                     threads=snakemake.threads, parent_scores=list(snakemake.input.parents)))

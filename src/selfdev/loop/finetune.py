@@ -62,7 +62,7 @@ class WarmupSpec:
 
 
 def warmup_sft(factory_dir: str | Path, prompt: str, bodies: Sequence[str], spec: WarmupSpec,
-               out_dir: str | Path, threads: int = 1, device: str = "cpu") -> dict:
+               out_dir: str | Path, threads: int = 1, device: str = "cpu", prompt_format: str = "completion") -> dict:
     """LoRA SFT of the factory on (prompt -> example body) pairs with TRL's SFTTrainer; the loss is on
     the body only (prompt-completion data: `completion_only_loss`), at a constant learning rate."""
     import tempfile
@@ -74,9 +74,12 @@ def warmup_sft(factory_dir: str | Path, prompt: str, bodies: Sequence[str], spec
     from selfdev.loop.factory import load_factory
 
     torch.set_num_threads(threads)
+    from selfdev.loop.factory import model_prompt
+
     model, tok = load_factory(factory_dir, "float32")
+    text = model_prompt(tok, prompt, prompt_format)
     # TRL appends EOS to each completion: the factory learns to stop after the body.
-    data = Dataset.from_list([{"prompt": prompt, "completion": "\n" + body + "\n"} for body in bodies])
+    data = Dataset.from_list([{"prompt": text, "completion": "\n" + body + "\n"} for body in bodies])
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         args = SFTConfig(
@@ -115,7 +118,8 @@ class DpoSpec:
 
 
 def train_dpo(factory_dir: str | Path, pairs: Sequence[dict], spec: DpoSpec, out_dir: str | Path,
-              threads: int = 1, pairs_path: str | None = None, device: str = "cpu") -> dict:
+              threads: int = 1, pairs_path: str | None = None, device: str = "cpu",
+              prompt_format: str = "completion") -> dict:
     """One DPO round (TRL DPOTrainer + PEFT LoRA; the reference is the parent with the adapter off)."""
     import shutil
     import tempfile
@@ -141,9 +145,12 @@ def train_dpo(factory_dir: str | Path, pairs: Sequence[dict], spec: DpoSpec, out
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
+    from selfdev.loop.factory import model_prompt
+
     model, tok = load_factory(factory_dir, "float32")
     tok.padding_side = "left"
-    data = Dataset.from_list([{"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}
+    data = Dataset.from_list([{"prompt": model_prompt(tok, p["prompt"], prompt_format), "chosen": p["chosen"],
+                               "rejected": p["rejected"]}
                               for p in pairs])
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

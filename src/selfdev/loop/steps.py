@@ -36,13 +36,38 @@ def factory_warmup(*, config: dict, in_dir: str, out_dir: str) -> dict:
 
     spec = WarmupSpec.from_config(config["factory"]["warmup"], derive_seed(config["seed"], "warmup"))
     return warmup_sft(in_dir, load_prompt(config["factory"]["prompt"]), EXAMPLE_BODIES, spec, out_dir,
-                      config["loop"]["threads"], resolve_device(config["device"]))
+                      config["loop"]["threads"], resolve_device(config["device"]),
+                      config["factory"].get("prompt_format", "completion"))
+
+
+def evolve_prompts(config: dict, rep: int, iteration: int, prompt: str, n: int,
+                   parent_scores: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """Each candidate's prompt and parents: the base prompt (no parents) unless the run has an archive
+    (`parent_scores`: its earlier iterations' scores, evolve arms only); then each group of
+    `evolve.rows_per_prompt` candidates shares one seeded parent draw."""
+    import random
+
+    from selfdev.loop import evolve
+
+    prompts, parents = [prompt] * n, [[] for _ in range(n)]
+    if not parent_scores:
+        return prompts, parents
+    spec = evolve.EvolveSpec.from_config(config["evolve"])
+    programs = evolve.archive(_earlier_scores(parent_scores))
+    for g, rows in enumerate(evolve.prompt_groups(n, spec.rows_per_prompt)):
+        rng = random.Random(derive_seed(config["seed"], "parents", rep, iteration, g))
+        chosen = evolve.select_parents(programs, spec.parents, spec.temperature, rng)
+        for i in rows:
+            prompts[i] = evolve.evolve_prompt(prompt, chosen)
+            parents[i] = [p["candidate_id"] for p in chosen]
+    return prompts, parents
 
 
 def sample(*, config: dict, arm: str, rep: int, iteration: int, factory_dir: str, out_path: str,
-           threads: int | None = None) -> dict:
+           threads: int | None = None, parent_scores: Sequence[str] = ()) -> dict:
     """Rule `sample`. The sampling seed names the repeat and iteration but not the arm: iteration 1 is
-    the same draw in every arm, which is what lets nodpo share dpo's iteration 1."""
+    the same draw in every arm, which is what lets the other arms share dpo's iteration 1. Evolve
+    arms pass their run's earlier scores (`parent_scores`) to draw each prompt's parents from."""
     from selfdev.loop.factory import SamplingSpec, load_factory, load_prompt, sample_completions, temperature_at
 
     set_threads(threads or config["threads"])
@@ -51,17 +76,26 @@ def sample(*, config: dict, arm: str, rep: int, iteration: int, factory_dir: str
     temp = temperature_at(iteration, lp["t1"], lp["beta"])
     spec = SamplingSpec(lp["n_samples"], temp, lp["top_p"], lp["max_new_tokens"], lp["batch_size"],
                         seed=derive_seed(config["seed"], "sample", rep, iteration))
+    prompts, parents = evolve_prompts(config, rep, iteration, prompt, spec.n, parent_scores)
+    fmt = fc.get("prompt_format", "completion")  # rule params omit the default format
+    if fmt != "completion":
+        from transformers import AutoTokenizer
+
+        from selfdev.loop.factory import model_prompt
+
+        tok = AutoTokenizer.from_pretrained(str(factory_dir))
+        prompts = [model_prompt(tok, p, fmt) for p in prompts]
     t0 = time.perf_counter()
     with _progress(spec.n, f"sampling iteration {iteration}") as bar:
         if fc.get("engine", "transformers") == "vllm":  # rule params omit the default engine
             from selfdev.loop.factory import sample_completions_vllm
 
-            completions = sample_completions_vllm(factory_dir, prompt, spec, fc["dtype"], fc["vllm"], bar)
+            completions = sample_completions_vllm(factory_dir, prompts, spec, fc["dtype"], fc["vllm"], bar)
         else:
             model, tok = load_factory(factory_dir, fc["dtype"], resolve_device(config["device"]))
-            completions = sample_completions(model, tok, prompt, spec, bar)
+            completions = sample_completions(model, tok, prompts, spec, bar)
     rows = loop.candidate_rows(completions, prompt, Path(fc["prompt"]).stem, iteration, temp, lp["top_p"],
-                               str(factory_dir), f"{arm}-s{rep}")
+                               str(factory_dir), f"{arm}-s{rep}", parents)
     io.write_table(rows, out_path, loop.CANDIDATES_V, loop.CANDIDATE_COLUMNS)
     return {"candidates": len(rows), "temperature": temp, "seconds": time.perf_counter() - t0,
             "engine": fc.get("engine", "transformers")}
@@ -72,19 +106,31 @@ def _earlier_scores(paths: Sequence[str]) -> list[list[dict]]:
 
 
 def filter_step(*, config: dict, candidates: str, earlier_scores: Sequence[str], out_path: str) -> dict:
-    """Rule `filter`: config holds `sandbox`."""
+    """Rule `filter`: config holds `sandbox`, `world.experts` (their number is the expert count
+    behaviours are told apart on) and `factory.prompt` (what the factory was shown, for novelty)."""
     from selfdev.sandbox.probe import check_program
 
+    n_experts = len(config["world"]["experts"])
     cands = io.read_table(candidates, loop.CANDIDATES_V)
-    seen = {h: r["candidate_id"] for h, r in loop.earliest_scores(_earlier_scores(earlier_scores)).items()}
+    earlier = _earlier_scores(earlier_scores)
+    known = loop.Behaviours.from_scores(n_experts, earlier)
     limits = sandbox_limits(config, "probe")
     with _progress(len(cands), "probing candidates") as bar:
         def check(code):
             bar.update(1)
-            return check_program(code, limits)
-        rows = loop.filter_candidates(cands, seen, check, config["sandbox"]["allowed_imports"])
+            return check_program(code, limits, n_experts)
+        rows = loop.filter_candidates(cands, loop.earliest_scores(earlier), check,
+                                      config["sandbox"]["allowed_imports"], known)
+    # Novelty: behaviours unlike the programs the factory was shown (prompt examples, warm-up library).
+    from selfdev.loop.factory import load_prompt
+    from selfdev.loop.library import EXAMPLE_BODIES
+
+    shown = [check_program(code, limits, n_experts) for code in
+             loop.known_programs(load_prompt(config["factory"]["prompt"]), EXAMPLE_BODIES)]
+    rows = loop.mark_novel(rows, [v.info["signature"] for v in shown if v.executable], n_experts)
     io.write_table(rows, out_path, loop.EXECUTABLE_V, loop.EXECUTABLE_COLUMNS)
-    return {"rows": len(rows), "executable": sum(r["executable"] for r in rows)}
+    return {"rows": len(rows), "executable": sum(r["executable"] for r in rows),
+            "to_score": sum(r["status"] == "new" and r["executable"] for r in rows)}
 
 
 def _score_programs(config: dict, todo: Sequence[dict], seed_dir: str, task_vectors: Sequence[str], rows: str,
@@ -104,26 +150,28 @@ def _score_programs(config: dict, todo: Sequence[dict], seed_dir: str, task_vect
                         "category": rec.category, "reason": rec.reason, "dev_accuracy": rec.accuracy,
                         "per_skill": json.dumps(rec.per_skill), "score_seconds": sum(rec.timings.values()),
                         "body": prog["body"], "code": prog["code"], "factory": prog["factory"],
-                        "scored_in_iteration": prog["iteration"]})
+                        "scored_in_iteration": prog["iteration"], "behaviour": prog["behaviour"],
+                        "algorithm": prog["algorithm"], "signature": prog["signature"]})
             bar.update(1)
     scorer.engine.close()
     return out
 
 
-def _todo(candidates: str, executable: str, earlier_scores: Sequence[str]) -> tuple[list[dict], list[dict]]:
-    """The programs this iteration must score, and the rows it reuses from earlier iterations."""
+def _todo(candidates: str, executable: str, earlier_scores: Sequence[str]):
+    """The programs this iteration must score (one per new behaviour), and a function turning their
+    rows into the whole table (scores reused by code or behaviour filled in)."""
     cands = io.read_table(candidates, loop.CANDIDATES_V)
     execs = io.read_table(executable, loop.EXECUTABLE_V)
-    todo = loop.programs_to_score(cands, execs)
-    return todo, loop.reused_scores(execs, cands, loop.earliest_scores(_earlier_scores(earlier_scores)))
+    earlier = _earlier_scores(earlier_scores)
+    return loop.programs_to_score(cands, execs), lambda new: loop.assemble_scores(execs, cands, earlier, new)
 
 
 def score_step(*, config: dict, candidates: str, executable: str, earlier_scores: Sequence[str], seed_dir: str,
                task_vectors: Sequence[str], rows: str, shots: str, out_path: str, threads: int | None = None) -> dict:
     """Rule `score` (eval.shards 1): config holds `threads`, `device`, `eval` and `sandbox`."""
     set_threads(threads or config["threads"])
-    todo, out = _todo(candidates, executable, earlier_scores)
-    out.extend(_score_programs(config, todo, seed_dir, task_vectors, rows, shots, "scoring programs"))
+    todo, assemble = _todo(candidates, executable, earlier_scores)
+    out = assemble(_score_programs(config, todo, seed_dir, task_vectors, rows, shots, "scoring programs"))
     io.write_table(out, out_path, loop.SCORES_V, loop.SCORE_COLUMNS)
     return {"scored_now": len(todo), "reused": len(out) - len(todo), "engine": config["eval"].get("engine", "transformers")}
 
@@ -132,8 +180,8 @@ def gather_scores_step(*, candidates: str, executable: str, earlier_scores: Sequ
                        out_path: str) -> dict:
     """Rule `score_gather` (eval.shards > 1): the `score` shards' rows joined into the table one job
     would have written (same rows, same order); loads no model."""
-    todo, out = _todo(candidates, executable, earlier_scores)
-    out.extend(loop.gather_shards([io.read_table(p, loop.SCORES_V) for p in shard_paths], todo))
+    todo, assemble = _todo(candidates, executable, earlier_scores)
+    out = assemble(loop.gather_shards([io.read_table(p, loop.SCORES_V) for p in shard_paths], todo))
     io.write_table(out, out_path, loop.SCORES_V, loop.SCORE_COLUMNS)
     return {"gathered": len(todo), "reused": len(out) - len(todo), "shards": len(shard_paths)}
 
@@ -169,7 +217,7 @@ def dpo_step(*, config: dict, rep: int, iteration: int, factory_dir: str, pairs:
 
     spec = DpoSpec.from_config(config["dpo"], derive_seed(config["seed"], "dpo", rep, iteration))
     return train_dpo(factory_dir, loop.read_pairs(pairs), spec, out_dir, config["loop"]["threads"], str(pairs),
-                     resolve_device(config["device"]))
+                     resolve_device(config["device"]), config.get("factory", {}).get("prompt_format", "completion"))
 
 
 def summary_step(*, run: str, iterations: Sequence[dict], world_report: str, out_json: str, out_md: str) -> dict:

@@ -18,46 +18,91 @@ from selfdev.loop.factory import extract_body, program_from
 from selfdev.io import read_jsonl, write_jsonl
 from selfdev.sandbox.program import CandidateRejected, static_check
 
-CANDIDATES_V = "selfdev.candidates.v1"
-EXECUTABLE_V = "selfdev.executable.v1"
-SCORES_V = "selfdev.scores.v1"
+CANDIDATES_V = "selfdev.candidates.v2"
+EXECUTABLE_V = "selfdev.executable.v2"
+SCORES_V = "selfdev.scores.v2"
 PAIRS_V = "selfdev.pairs.v1"
 SUMMARY_V = "selfdev.summary.v1"
 
 
 # --- step 1: candidates ---------------------------------------------------------------------------
 CANDIDATE_COLUMNS = ("candidate_id", "iteration", "temperature", "top_p", "prompt_id", "factory", "completion",
-                     "body", "code", "gen_seconds")
+                     "body", "code", "gen_seconds", "parents")
 
 
 def candidate_rows(completions: Sequence[tuple[str, float]], prompt: str, prompt_id: str, iteration: int,
-                   temperature: float, top_p: float, factory: str, run: str = "dpo-s0") -> list[dict]:
-    """Rows of candidates.parquet; ids `<arm>-s<seed>-it<iteration>-<index>` are unique in a study."""
+                   temperature: float, top_p: float, factory: str, run: str = "dpo-s0",
+                   parents: Sequence[Sequence[str]] | None = None) -> list[dict]:
+    """Rows of candidates.parquet; ids `<arm>-s<seed>-it<iteration>-<index>` are unique in a study.
+    `prompt` is the base prompt (the program is it plus the body); `parents` per row: the candidate
+    ids an evolve prompt showed (JSON list; empty for the base prompt)."""
     rows = []
     for i, (completion, secs) in enumerate(completions):
         body = extract_body(completion)
         rows.append({"candidate_id": f"{run}-it{iteration}-{i:05d}", "iteration": iteration, "temperature": temperature,
                      "top_p": top_p, "prompt_id": prompt_id, "factory": factory, "completion": completion,
                      "body": body, "code": program_from(prompt, body) if body.strip() else "",
-                     "gen_seconds": secs})
+                     "gen_seconds": secs, "parents": json.dumps(list(parents[i]) if parents else [])})
     return rows
 
 
 # --- step 2: executable ---------------------------------------------------------------------------
 EXECUTABLE_COLUMNS = ("candidate_id", "iteration", "code_hash", "status", "executable", "category", "reason",
-                      "probe_seconds", "first_candidate_id", "isolation")
+                      "probe_seconds", "first_candidate_id", "isolation", "behaviour", "algorithm", "signature",
+                      "novel")
 
 
-def filter_candidates(candidates: Sequence[dict], seen_hashes: dict[str, str], check, allowed_imports) -> list[dict]:
-    """Parse, normalise, deduplicate (within the iteration and against `seen_hashes` of earlier
-    iterations: hash -> candidate id), then probe each new program with `check(code) -> Verdict`.
+@dataclass
+class Behaviours:
+    """Programs told apart by what they compute (their probe signature), not by their text.
 
-    status: `empty` (no body), `new` (probed now), `duplicate` (same code earlier in this
-    iteration), `seen_before` (scored in an earlier iteration; its score is reused)."""
+    `behaviour`: same outputs on the world's expert count (same merged model, so the same score);
+    `algorithm`: same outputs for every expert count probed. Each is named by the candidate id of the
+    first program that showed it; `earlier` rows (scored in earlier iterations) come first."""
+
+    n_experts: int
+    behaviours: list[tuple[str, dict]]
+    algorithms: list[tuple[str, dict]]
+
+    @classmethod
+    def from_scores(cls, n_experts: int, tables: Iterable[Sequence[dict]]) -> "Behaviours":
+        known = cls(n_experts, [], [])
+        for rows in tables:
+            for r in rows:
+                if r["status"] == "new" and r.get("executable") and r.get("signature"):
+                    known.behaviours.append((r["behaviour"], json.loads(r["signature"])))
+                    if r["algorithm"] not in {a for a, _ in known.algorithms}:
+                        known.algorithms.append((r["algorithm"], json.loads(r["signature"])))
+        return known
+
+    def classify(self, candidate_id: str, sig: dict) -> tuple[str, str, bool]:
+        """(behaviour id, algorithm id, whether the behaviour is new); a new one is remembered."""
+        from selfdev.sandbox.probe import same_algorithm, same_behaviour
+
+        beh = next((b for b, s in self.behaviours if same_behaviour(s, sig, self.n_experts)), None)
+        alg = next((a for a, s in self.algorithms if same_algorithm(s, sig)), None)
+        if beh is None:
+            self.behaviours.append((candidate_id, sig))
+        if alg is None:
+            self.algorithms.append((candidate_id, sig))
+        return beh or candidate_id, alg or candidate_id, beh is None
+
+
+def filter_candidates(candidates: Sequence[dict], seen: dict[str, dict], check, allowed_imports,
+                      known: Behaviours) -> list[dict]:
+    """Parse, normalise, deduplicate (within the iteration and against `seen`, the rows of programs
+    scored in earlier iterations by code hash), probe each new program with `check(code) -> Verdict`,
+    then deduplicate by behaviour against `known`.
+
+    status: `empty` (no body), `new` (probed now, a behaviour not seen before: scored), `duplicate`
+    (same code earlier in this iteration), `seen_before` (same code scored in an earlier iteration;
+    its score is reused), `same_behaviour` (probed now, new code but the same outputs as the
+    program `first_candidate_id`: its score is reused)."""
     out, first_here = [], {}
     for c in candidates:
         row = {"candidate_id": c["candidate_id"], "iteration": c["iteration"], "code_hash": None,
-               "first_candidate_id": None, "probe_seconds": 0.0, "isolation": None}
+               "first_candidate_id": None, "probe_seconds": 0.0, "isolation": None, "behaviour": None,
+               "algorithm": None, "signature": None}
         if not c["body"].strip():
             out.append({**row, "status": "empty", "executable": False, "category": "syntax",
                         "reason": "the factory wrote no function body"})
@@ -72,23 +117,59 @@ def filter_candidates(candidates: Sequence[dict], seen_hashes: dict[str, str], c
         if h in first_here:
             prior = first_here[h]
             out.append({**row, "status": "duplicate", "executable": prior["executable"], "category": prior["category"],
-                        "reason": prior["reason"], "first_candidate_id": prior["candidate_id"]})
+                        "reason": prior["reason"], "first_candidate_id": prior["candidate_id"],
+                        "behaviour": prior["behaviour"], "algorithm": prior["algorithm"]})
             continue
-        if h in seen_hashes:
+        if h in seen:
+            prior = seen[h]
             row.update(status="seen_before", executable=True, category="ok", reason="",
-                       first_candidate_id=seen_hashes[h])
+                       first_candidate_id=prior["candidate_id"], behaviour=prior["behaviour"],
+                       algorithm=prior["algorithm"], signature=prior["signature"])
         else:
             verdict = check(c["code"])
             row.update(status="new", executable=verdict.executable, category=verdict.category, reason=verdict.reason,
                        probe_seconds=verdict.seconds, isolation=json.dumps(verdict.isolation))
+            if verdict.executable:
+                sig = verdict.info["signature"]
+                beh, alg, fresh = known.classify(c["candidate_id"], sig)
+                row.update(behaviour=beh, algorithm=alg, signature=json.dumps(sig))
+                if not fresh:
+                    row.update(status="same_behaviour", first_candidate_id=beh)
         first_here[h] = row
         out.append(row)
     return out
 
 
+def known_programs(prompt: str, library: Sequence[str]) -> list[str]:
+    """Programs the factory has been shown: the warm-up library's bodies and each example function of
+    the prompt (called from `merge`), as whole programs of the prompt."""
+    import ast
+
+    examples = [n.name for n in ast.parse(prompt + "\n    pass\n").body
+                if isinstance(n, ast.FunctionDef) and n.name != "merge"]
+    return [program_from(prompt, b) for b in library] + [program_from(prompt, f"    return {name}(task_vectors)")
+                                                          for name in examples]
+
+
+def mark_novel(rows: Sequence[dict], known: Sequence[dict], n_experts: int) -> list[dict]:
+    """`novel` on each executable row: its behaviour differs from every known program's signature
+    (`known_programs`, probed); None where not executable."""
+    from selfdev.sandbox.probe import same_behaviour
+
+    out = []
+    for r in rows:
+        novel = None
+        if r["executable"] and r.get("signature"):
+            sig = json.loads(r["signature"])
+            novel = not any(same_behaviour(sig, k, n_experts) for k in known)
+        out.append({**r, "novel": novel})
+    return out
+
+
 # --- step 3: scores -------------------------------------------------------------------------------
 SCORE_COLUMNS = ("candidate_id", "iteration", "code_hash", "status", "executable", "category", "reason",
-                 "dev_accuracy", "per_skill", "score_seconds", "body", "code", "factory", "scored_in_iteration")
+                 "dev_accuracy", "per_skill", "score_seconds", "body", "code", "factory", "scored_in_iteration",
+                 "behaviour", "algorithm", "signature")
 
 
 def programs_to_score(candidates: Sequence[dict], executable: Sequence[dict]) -> list[dict]:
@@ -97,17 +178,34 @@ def programs_to_score(candidates: Sequence[dict], executable: Sequence[dict]) ->
     return [{**by_id[e["candidate_id"]], **e} for e in executable if e["status"] == "new" and e["executable"]]
 
 
-def reused_scores(executable: Sequence[dict], candidates: Sequence[dict], earlier: dict[str, dict]) -> list[dict]:
-    """Rows for programs scored in an earlier iteration: their earlier score, marked with that iteration."""
+def assemble_scores(executable: Sequence[dict], candidates: Sequence[dict], earlier: Sequence[Sequence[dict]],
+                    new_rows: Sequence[dict]) -> list[dict]:
+    """scores.parquet in the executable table's order: the rows scored now (`new_rows`, status new), and
+    for a program seen before (same code) or behaving like one scored already (this iteration or
+    earlier), a copy of that program's score under its own id, status and text."""
     by_id = {c["candidate_id"]: c for c in candidates}
+    new_by_id = {r["candidate_id"]: r for r in new_rows}
+    by_hash = earliest_scores(earlier)
+    scored_by_id = {r["candidate_id"]: r for rows in earlier for r in rows if r["status"] == "new"}
+    scored_by_id.update(new_by_id)
     rows = []
     for e in executable:
-        if e["status"] == "seen_before" and e["code_hash"] in earlier:
-            prior = earlier[e["code_hash"]]
-            c = by_id[e["candidate_id"]]
-            rows.append({**{k: prior.get(k) for k in SCORE_COLUMNS}, "candidate_id": e["candidate_id"],
-                         "iteration": e["iteration"], "status": "seen_before", "body": c["body"], "code": c["code"],
-                         "factory": c["factory"], "score_seconds": 0.0})
+        if e["status"] == "new" and e["executable"]:
+            rows.append(new_by_id[e["candidate_id"]])
+            continue
+        if e["status"] == "seen_before":
+            prior = by_hash.get(e["code_hash"])
+        elif e["status"] == "same_behaviour":
+            prior = scored_by_id.get(e["first_candidate_id"])
+        else:
+            continue
+        if prior is None:
+            raise ValueError(f"{e['candidate_id']}: the program it repeats ({e['first_candidate_id']}) has no score")
+        c = by_id[e["candidate_id"]]
+        rows.append({**{k: prior.get(k) for k in SCORE_COLUMNS}, "candidate_id": e["candidate_id"],
+                     "iteration": e["iteration"], "code_hash": e["code_hash"], "status": e["status"],
+                     "body": c["body"], "code": c["code"], "factory": c["factory"], "score_seconds": 0.0,
+                     "signature": e["signature"]})
     return rows
 
 
@@ -140,20 +238,28 @@ class PairSpec:
                    loop["max_pairs"], seed)
 
 
+def behaviour_of(row: dict) -> str:
+    """What identifies a program: its behaviour (what it computes), or its code for rows without one."""
+    return row.get("behaviour") or row["code_hash"]
+
+
 def _ranked(rows: Sequence[dict]) -> list[dict]:
-    """Scored, executable rows, one per program, best first; ties broken by code hash (deterministic)."""
+    """Scored, executable rows, one per behaviour (the program that first showed it where present,
+    else the first row), best first; ties broken by behaviour id (deterministic)."""
     best: dict[str, dict] = {}
     for r in rows:
         if r.get("executable") and r.get("dev_accuracy") is not None and r.get("code_hash"):
-            if r["code_hash"] not in best:
-                best[r["code_hash"]] = r
-    return sorted(best.values(), key=lambda r: (-r["dev_accuracy"], r["code_hash"]))
+            key = behaviour_of(r)
+            if key not in best or r["candidate_id"] == key:
+                best[key] = r
+    return sorted(best.values(), key=lambda r: (-r["dev_accuracy"], behaviour_of(r)))
 
 
 def select_pairs(current: Sequence[dict], earlier: Sequence[Sequence[dict]], spec: PairSpec, iteration: int,
                  prompt: str) -> list[dict]:
     """chosen = top p_w of this iteration (at least `min_chosen`) plus, from iteration 2, the top
-    `earlier_top` of every earlier iteration; rejected = bottom p_l (at least `min_rejected`).
+    `earlier_top` of every earlier iteration; rejected = bottom p_l (at least `min_rejected`); each
+    set holds distinct behaviours (one program per behaviour).
     Every (chosen, rejected) with a strictly higher chosen score is a pair; at most `max_pairs`,
     drawn deterministically."""
     ranked = _ranked(current)
@@ -165,16 +271,16 @@ def select_pairs(current: Sequence[dict], earlier: Sequence[Sequence[dict]], spe
     chosen = ranked[:k_w]
     rejected = ranked[n - k_l:]
     if iteration >= 2:
-        hashes = {r["code_hash"] for r in chosen}
+        seen = {behaviour_of(r) for r in chosen}
         for rows in earlier:
             for r in _ranked(rows)[: spec.earlier_top]:
-                if r["code_hash"] not in hashes:
+                if behaviour_of(r) not in seen:
                     chosen.append(r)
-                    hashes.add(r["code_hash"])
+                    seen.add(behaviour_of(r))
     pairs = []
     for c in chosen:
         for r in rejected:
-            if c["dev_accuracy"] > r["dev_accuracy"] and c["code_hash"] != r["code_hash"]:
+            if c["dev_accuracy"] > r["dev_accuracy"] and behaviour_of(c) != behaviour_of(r):
                 pairs.append({"prompt": prompt, "chosen": "\n" + c["body"] + "\n", "rejected": "\n" + r["body"] + "\n",
                               "chosen_id": c["candidate_id"], "rejected_id": r["candidate_id"],
                               "chosen_hash": c["code_hash"], "rejected_hash": r["code_hash"],
@@ -207,6 +313,11 @@ def iteration_stats(candidates: Sequence[dict], executable: Sequence[dict], scor
     return {
         "candidates": len(candidates),
         "unique": len(unique),
+        # Distinct runnable programs by what they compute: on this world's expert count, and for any count.
+        "behaviours": len({e["behaviour"] for e in executable if e["executable"] and e.get("behaviour")}),
+        "algorithms": len({e["algorithm"] for e in executable if e["executable"] and e.get("algorithm")}),
+        # ... of which behave unlike anything in the prompt or the warm-up library.
+        "novel_behaviours": len({e["behaviour"] for e in executable if e["executable"] and e.get("novel")}),
         "executable": n_exec,
         "executable_rate": n_exec / len(candidates) if candidates else 0.0,
         "new_executable": sum(1 for e in executable if e["executable"] and e["status"] == "new"),
@@ -237,13 +348,15 @@ def summary_markdown(summary: dict) -> str:
     lines = [f"# Self-Developing run summary ({summary.get('run') or 'loop'})", "",
              f"M0 dev {_pct(summary['seed_dev'])}; best Task Arithmetic on dev {_pct(summary['ta_best_dev'])} "
              f"(lambda {summary['ta_best_lambda']}); best single expert {_pct(summary['best_expert_dev'])}.", "",
-             "| iter | T | candidates | unique | executable % | scored | dev mean | median | max | pairs | DPO loss |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| iter | T | candidates | unique | behaviours | novel | algorithms | executable % | scored | dev mean | median "
+             "| max | pairs | DPO loss |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for it in summary["iterations"]:
         s = it["stats"]
         loss = "skipped" if s["dpo_skipped"] else (f"{s['dpo_loss_first']:.3f} → {s['dpo_loss_last']:.3f}"
                                                    if s["dpo_loss_first"] is not None else "-")
         lines.append(f"| {it['iteration']} | {s['temperature']:.3f} | {s['candidates']} | {s['unique']} | "
+                     f"{s.get('behaviours', '-')} | {s.get('novel_behaviours', '-')} | {s.get('algorithms', '-')} | "
                      f"{100 * s['executable_rate']:.1f} | {s['scored']} | {_pct(s['dev_mean'])} | "
                      f"{_pct(s['dev_median'])} | {_pct(s['dev_max'])} | {s['pairs']} | {loss} |")
     best = summary.get("best")

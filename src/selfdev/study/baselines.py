@@ -1,9 +1,12 @@
-"""Human-designed baselines through mergekit's own merge methods, tuned on dev, scored on test.
+"""Human-designed baselines, tuned on dev, scored on test: mergekit's own merge methods, and two
+2025 methods mergekit lacks (TSV-Merge, Iso-C) as selfdev programs.
 
 mergekit (the package the paper merged with) is called at the tensor level: for each merged
 parameter, a TensorGroup of M0's tensor (the base) and every expert's tensor (M0 + tau_j) goes
 through mergekit's registered method; the result minus M0 is the merged task vector, scored like
-any program's. Baselines are trusted project code, so they run in-process, not in the sandbox.
+any program's. TSV-Merge and Iso-C are the shipped programs `selfdev/algorithms/tsv_merge.py` and
+`iso_c.py` (the `merge(task_vectors)` interface), scaled by a tuned lambda (the papers' alpha).
+Baselines are trusted project code, so they run in-process, not in the sandbox.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ from typing import Callable, Sequence
 
 BASELINE_V = "selfdev.baseline.v1"
 SINGLES_V = "selfdev.singles.v1"
+MULTITASK_MODEL = "multitask"  # the multi-task upper bound's row among the single models
 
 
 @dataclass(frozen=True)
 class Method:
-    mergekit_name: str
+    mergekit_name: str | None
     uses_base: bool  # linear averages the experts themselves; the others work on deltas from M0
     searchable: tuple[str, ...]  # hyper-parameters of the grid
+    program: str | None = None  # a shipped selfdev program (selfdev.algorithms.<program>) instead of mergekit
 
 
 METHODS: dict[str, Method] = {
@@ -30,10 +35,23 @@ METHODS: dict[str, Method] = {
     "dare_ties": Method("dare_ties", True, ("density", "lambda")),
     "model_stock": Method("model_stock", True, ()),
     "linear": Method("linear", False, ()),
+    # DELLA's epsilon (0.15, narrowed near density 0 or 1) and Breadcrumbs' gamma (0.01): mergekit's defaults.
+    "della": Method("della", True, ("density", "lambda")),
+    "breadcrumbs": Method("breadcrumbs", True, ("density", "lambda")),
+    "sce": Method("sce", True, ("select_topk",)),
+    "tsv": Method(None, True, ("lambda",), program="tsv_merge"),
+    "iso_c": Method(None, True, ("lambda",), program="iso_c"),
 }
 
 # The budget-matched random search also draws per-expert weights, where the method takes them.
-WEIGHTED = {"task_arithmetic", "ties", "dare_ties", "linear"}
+WEIGHTED = {"task_arithmetic", "ties", "dare_ties", "linear", "della", "breadcrumbs"}
+
+
+def program_merge(name: str) -> Callable:
+    """The `merge` function of a shipped program (trusted code, imported as a module)."""
+    import importlib
+
+    return importlib.import_module(f"selfdev.algorithms.{name}").merge
 
 
 def searchable(method: str) -> bool:
@@ -52,6 +70,9 @@ def mergekit_delta(method: str, base, task_vectors: Sequence, params: dict, name
     if method not in METHODS:
         raise ValueError(f"unknown baseline method {method!r}; known: {sorted(METHODS)}")
     spec = METHODS[method]
+    if spec.program:
+        merged = program_merge(spec.program)([t.float() for t in task_vectors])
+        return (float(params.get("lambda", 1.0)) * merged).contiguous()
     base = base.float()
     experts = [base + t.float() for t in task_vectors]
     weights = list(params.get("weights") or [1.0] * len(experts))
@@ -60,10 +81,16 @@ def mergekit_delta(method: str, base, task_vectors: Sequence, params: dict, name
     args: dict = {}
     if spec.uses_base:
         group = TensorGroup.from_tensors([base, *experts], base_index=0, name=name)
-        if method != "model_stock":
+        if method == "sce":
+            args = {"select_topk": float(params.get("select_topk", 1.0))}
+        elif method != "model_stock":
             args = {"weight": weights, "lambda": float(params.get("lambda", 1.0))}
             if "density" in spec.searchable:
                 args["density"] = float(params.get("density", 1.0))
+            if method == "della":
+                # mergekit's epsilon (0.15), narrowed where density +/- epsilon would leave (0, 1).
+                d = args["density"]
+                args["epsilon"] = min(0.15, 0.5 * min(d, 1.0 - d)) if 0 < d < 1 else 0.15
     else:
         group = TensorGroup.from_tensors(experts, name=name)
         args = {"weight": weights}
@@ -93,6 +120,8 @@ def grid(method: str, size: int, lambda_range: Sequence[float], density_range: S
         return [{"lambda": x} for x in lams]
     if spec.searchable == ("density", "lambda"):
         return [{"density": d, "lambda": x} for d in _linspace(*density_range, size) for x in lams]
+    if spec.searchable == ("select_topk",):
+        return [{"select_topk": d} for d in _linspace(*density_range, size)]
     return [{}]
 
 
@@ -108,6 +137,8 @@ def random_configs(method: str, n: int, n_experts: int, lambda_range: Sequence[f
             cfg["lambda"] = round(rng.uniform(*lambda_range), 6)
         if "density" in spec.searchable:
             cfg["density"] = round(rng.uniform(*density_range), 6)
+        if "select_topk" in spec.searchable:
+            cfg["select_topk"] = round(rng.uniform(*density_range), 6)
         if method in WEIGHTED:
             cfg["weights"] = [round(rng.uniform(*weight_range), 6) for _ in range(n_experts)]
         out.append(cfg)

@@ -74,7 +74,17 @@ def chain(results: str | Path, program: str, workdir: str | Path = ".") -> dict:
         steps.append(step)
         factory = log.get("parent")
     prog = {k: row.get(k) for k in ("candidate_id", "iteration", "code_hash", "dev_accuracy", "status", "body")}
+    prog["parents"] = _parents(results, row["candidate_id"])
     return {"program": prog, "table": row["table"], "chain": steps}
+
+
+def _parents(results: str | Path, candidate_id: str) -> list[str]:
+    """The programs an evolve prompt showed when this candidate was sampled (its candidates row)."""
+    for path in sorted(glob.glob(str(Path(results, "loop", "*", "seed*", "iter*", "candidates.parquet")))):
+        for r in io.read_table(path, loop.CANDIDATES_V):
+            if r["candidate_id"] == candidate_id:
+                return json.loads(r.get("parents") or "[]")
+    return []
 
 
 def format_chain(info: dict) -> str:
@@ -82,6 +92,8 @@ def format_chain(info: dict) -> str:
     dev = "-" if p.get("dev_accuracy") is None else f"{100 * p['dev_accuracy']:.1f}"
     lines = [f"program {p['candidate_id']} (iteration {p['iteration']}, hash {p.get('code_hash')}, dev {dev})",
              f"  from {info['table']}"]
+    if p.get("parents"):
+        lines.append(f"  prompted with parent programs {', '.join(p['parents'])} (evolve; `selfdev lineage` each)")
     for i, s in enumerate(info["chain"]):
         head = "written by" if i == 0 else "trained from"
         if s.get("missing"):

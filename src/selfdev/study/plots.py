@@ -8,6 +8,9 @@ from selfdev import io
 from selfdev.io import read_json
 
 
+# One colour per arm (C2 and C7 are the baselines and single models).
+ARM_COLOURS = {"dpo": "C0", "nodpo": "C1", "evolve": "C3", "evolve_dpo": "C4"}
+
 def _plt():
     import matplotlib
 
@@ -82,7 +85,7 @@ def test_accuracy(leaderboard: Sequence[dict], baselines: Sequence[dict], out: s
     rows = []
     for r in leaderboard:
         if r["rank"] <= top and r["executable"]:
-            rows.append((f"{r['arm']} s{r['seed']} #{r['rank']}", r, "C0" if r["arm"] == "dpo" else "C1"))
+            rows.append((f"{r['arm']} s{r['seed']} #{r['rank']}", r, ARM_COLOURS.get(r["arm"], "C1")))
     for r in baselines:
         if r["family"] == "main":
             label = r["model"] if r["model"] != "merged" else f"{r['method']} ({r['mode']})"

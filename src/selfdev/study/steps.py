@@ -10,7 +10,7 @@ from selfdev import io
 from selfdev.io import read_json, write_json
 from selfdev.loop import tables as loop
 from selfdev.seeds import derive_seed
-from selfdev.study.baselines import SINGLES_V
+from selfdev.study.baselines import MULTITASK_MODEL, SINGLES_V
 from selfdev.study.stats import bits
 from selfdev.study.tables import (BASELINE_COLUMNS, BASELINES_V, FINAL_COLUMNS, FINAL_V, LEADERBOARD_V, STUDY_V,
                                   TRANSFER_COLUMNS, TRANSFER_V, arms_comparison, arms_markdown, baseline_rows,
@@ -94,8 +94,9 @@ def baseline_step(*, config: dict, family: str, method: str, mode: str, seed_dir
 
 
 def singles_step(*, config: dict, family: str, seed_dir: str, expert_dirs: Sequence[str], dev_path: str,
-                 test_path: str, shots_path: str, out_path: str, threads: int) -> dict:
-    """M0 and every expert of the family alone, on dev and test."""
+                 test_path: str, shots_path: str, out_path: str, threads: int, multitask_dir: str | None = None) -> dict:
+    """M0, every expert of the family and the multi-task model (model `multitask`, when given) alone, on
+    dev and test."""
     from selfdev.device import resolve_device
     from selfdev.scoring.evaluate import evaluate
     from selfdev.io import read_jsonl
@@ -108,7 +109,8 @@ def singles_step(*, config: dict, family: str, seed_dir: str, expert_dirs: Seque
     dev, test, shots = read_jsonl(dev_path), read_jsonl(test_path), read_jsonl(shots_path)
     device = resolve_device(config["device"])
     rows = []
-    for name, path in [("M0", seed_dir), *[(Path(p).name, p) for p in expert_dirs]]:
+    models = [("M0", seed_dir), *[(Path(p).name, p) for p in expert_dirs]]
+    for name, path in models + ([(MULTITASK_MODEL, multitask_dir)] if multitask_dir else []):
         model, tok = load_causal_lm(path, ev["dtype"], device)
         d = evaluate(model, tok, dev, tpl, gen, shots, ev["task"])
         t = evaluate(model, tok, test, tpl, gen, shots, ev["task"])
@@ -122,7 +124,7 @@ def singles_step(*, config: dict, family: str, seed_dir: str, expert_dirs: Seque
 
 def transfer_step(*, config: dict, score_paths: Sequence[str], seed_dir: str, task_vectors: Sequence[str],
                   dev_path: str, test_path: str, shots_path: str, out_path: str, threads: int) -> dict:
-    """The dpo arm's top programs (by discovery dev), applied unchanged to the transfer family."""
+    """The main arm's top programs (by discovery dev; dpo when it ran), applied unchanged to the transfer family."""
     from selfdev.scoring.programs import make_scorer
     from selfdev.io import read_jsonl
     from selfdev.lm import set_threads
@@ -184,7 +186,7 @@ def study_step(*, config: dict, final_paths: Sequence[str], baseline_paths: Sequ
     io.write_text(arms_md, out["arms_md"])
 
     study = {"schema_version": STUDY_V, "headline": headline(finals, base_rows, n_boot, level),
-             "transfer": t_summary, "dpo_vs_nodpo": arms["dpo_vs_nodpo"]}
+             "transfer": t_summary, "dpo_vs_nodpo": arms["dpo_vs_nodpo"], "comparisons": arms["comparisons"]}
     write_json(study, out["json"])
     md = study_markdown(study, [lb_md, base_md, tr_md, arms_md])
     io.write_text(md, out["md"])

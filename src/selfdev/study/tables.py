@@ -67,13 +67,14 @@ def best_baseline(rows: Sequence[dict], family: str, mode: str, by: str = "dev_a
 
 
 def iteration_dev_scores(score_tables: Sequence[Sequence[dict]]) -> list[list[float]]:
-    """Per iteration, the dev scores of its distinct executable programs (reused scores included)."""
+    """Per iteration, the dev scores of its distinct executable programs, one per behaviour (reused
+    scores included)."""
     out = []
     for rows in score_tables:
         seen, accs = set(), []
         for r in rows:
-            if r.get("executable") and r.get("dev_accuracy") is not None and r["code_hash"] not in seen:
-                seen.add(r["code_hash"])
+            if r.get("executable") and r.get("dev_accuracy") is not None and loop.behaviour_of(r) not in seen:
+                seen.add(loop.behaviour_of(r))
                 accs.append(r["dev_accuracy"])
         out.append(accs)
     return out
@@ -101,11 +102,16 @@ def mean_correct(rows: Sequence[dict]) -> list[float]:
     return [sum(v[j] for v in vecs) / len(vecs) for j in range(len(vecs[0]))]
 
 
+# Paired arm comparisons the study reports when both arms ran: (arm, against).
+COMPARISONS = (("dpo", "nodpo"), ("evolve_dpo", "evolve"), ("evolve_dpo", "dpo"), ("evolve", "nodpo"))
+ARM_LABELS = {"dpo": "DPO", "nodpo": "no-DPO", "evolve": "evolve", "evolve_dpo": "evolve+DPO"}
+
+
 def arms_comparison(finals: Sequence[dict], runs: dict[str, dict[int, list[list[dict]]]], n_boot: int,
                     level: float) -> dict:
     """Per arm: best test accuracy (the top program by dev of each seed) with CI and per-iteration
-    dev means; and whether DPO beat no-DPO, on test (paired over problems) and on the last
-    iteration's dev scores (unpaired over programs)."""
+    dev means; and for each pair of COMPARISONS that ran, whether the first beat the second, on test
+    (paired over problems, seeds averaged) and on the last iteration's dev scores (unpaired over programs)."""
     arms, tops_of = {}, {}
     for arm, arm_runs in runs.items():
         tops = sorted((r for r in finals if r["arm"] == arm and r["rank"] == 1 and r["test_correct"]),
@@ -116,40 +122,66 @@ def arms_comparison(finals: Sequence[dict], runs: dict[str, dict[int, list[list[
         if tops:
             entry["best_test"] = bootstrap_mean(mean_correct(tops), n_boot, level, 1).to_dict()
         arms[arm] = entry
-    verdict: dict = {"available": "dpo" in arms and "nodpo" in arms}
-    if verdict["available"]:
-        if tops_of["dpo"] and tops_of["nodpo"]:
-            diff = paired_difference(mean_correct(tops_of["dpo"]), mean_correct(tops_of["nodpo"]), n_boot, level, 2)
-            verdict["test_difference"] = diff.to_dict()
-            verdict["test_statement"] = _statement("best program's test accuracy", diff)
-        last_d = arms["dpo"]["iterations"][-1]["dev_scores"]
-        last_n = arms["nodpo"]["iterations"][-1]["dev_scores"]
-        if last_d and last_n:
-            diff = unpaired_difference(last_d, last_n, n_boot, level, 3)
-            verdict["last_iteration_dev_difference"] = diff.to_dict()
-            verdict["dev_statement"] = _statement("mean dev score of the last iteration's programs", diff)
-    return {"schema_version": ARMS_V, "level": level, "arms": arms, "dpo_vs_nodpo": verdict}
+    comparisons = {f"{a}_vs_{b}": _compare(a, b, arms, tops_of, n_boot, level) for a, b in COMPARISONS}
+    return {"schema_version": ARMS_V, "level": level, "arms": arms, "comparisons": comparisons,
+            "dpo_vs_nodpo": comparisons["dpo_vs_nodpo"]}
 
 
-def _statement(what: str, diff: Interval) -> str:
+def _compare(a: str, b: str, arms: dict, tops_of: dict, n_boot: int, level: float) -> dict:
+    verdict: dict = {"available": a in arms and b in arms, "arm": a, "against": b}
+    if not verdict["available"]:
+        return {"available": False}
+    # Paired over seeds too: the mean over the seeds both arms have.
+    seeds = sorted({r["seed"] for r in tops_of[a]} & {r["seed"] for r in tops_of[b]})
+    if seeds:
+        ta = [r for r in tops_of[a] if r["seed"] in seeds]
+        tb = [r for r in tops_of[b] if r["seed"] in seeds]
+        diff = paired_difference(mean_correct(ta), mean_correct(tb), n_boot, level, 2)
+        verdict["test_difference"] = diff.to_dict()
+        verdict["test_statement"] = _statement("best program's test accuracy", diff, a, b)
+    last_a = arms[a]["iterations"][-1]["dev_scores"]
+    last_b = arms[b]["iterations"][-1]["dev_scores"]
+    if last_a and last_b:
+        diff = unpaired_difference(last_a, last_b, n_boot, level, 3)
+        verdict["last_iteration_dev_difference"] = diff.to_dict()
+        verdict["dev_statement"] = _statement("mean dev score of the last iteration's programs", diff, a, b)
+    return verdict
+
+
+def _statement(what: str, diff: Interval, a: str = "dpo", b: str = "nodpo") -> str:
     """Plain words: 'beat' only when the interval excludes 0."""
+    la, lb = ARM_LABELS.get(a, a), ARM_LABELS.get(b, b)
     numbers = f"{100 * diff.estimate:+.1f} points [{100 * diff.low:+.1f}, {100 * diff.high:+.1f}]"
     if diff.excludes_zero():
         verb = "beat" if diff.estimate > 0 else "did worse than"
-        return f"DPO {verb} no-DPO on the {what}: {numbers}; the interval excludes 0."
-    return f"DPO did not measurably beat no-DPO on the {what}: {numbers}; the interval includes 0."
+        return f"{la} {verb} {lb} on the {what}: {numbers}; the interval excludes 0."
+    return f"{la} did not measurably beat {lb} on the {what}: {numbers}; the interval includes 0."
+
+
+def best_per_seed(leaderboard: Sequence[dict]) -> dict[int, dict]:
+    """Per seed, the discovered program with the best dev score over every arm (each arm's rank 1):
+    chosen by dev only; ties go to the arm listed first."""
+    out: dict[int, dict] = {}
+    for r in leaderboard:
+        if r["rank"] == 1 and r["test_correct"]:
+            if r["seed"] not in out or r["dev_accuracy"] > out[r["seed"]]["dev_accuracy"]:
+                out[r["seed"]] = r
+    return out
 
 
 def headline(leaderboard: Sequence[dict], baselines: Sequence[dict], n_boot: int, level: float) -> dict:
-    """The target: best discovered program (dpo arm, seed 0, top by dev) vs the best budget-matched
-    baseline on test, with a paired CI of the margin. The baseline is chosen by dev, like the
-    program (and, as a conservative variant, by test); grid-tuned baselines likewise."""
+    """The target: the best discovered program (any arm, top by dev, first seed) vs the best
+    budget-matched baseline on test, with a paired CI of the margin. The baseline is chosen by dev,
+    like the program (and, as a conservative variant, by test); grid-tuned baselines likewise. Then
+    every seed's best program vs the budget-matched (else grid) baseline best on dev: how many seeds
+    beat it with an interval above 0."""
     out: dict = {}
-    best = next((r for r in leaderboard if r["arm"] == "dpo" and r["seed"] == 0 and r["rank"] == 1), None)
-    if best is None or not best["test_correct"]:
+    per_seed = best_per_seed(leaderboard)
+    if not per_seed:
         return {"available": False}
-    out["best_discovered"] = {k: best[k] for k in ("candidate_id", "code_hash", "dev_accuracy", "test_accuracy",
-                                                   "test_low", "test_high")}
+    best = per_seed[min(per_seed)]
+    out["best_discovered"] = {k: best[k] for k in ("arm", "seed", "candidate_id", "code_hash", "dev_accuracy",
+                                                   "test_accuracy", "test_low", "test_high")}
     best_correct = [float(c) for c in from_bits(best["test_correct"])]
     for mode in ("budget", "grid"):
         for by, key in (("dev_accuracy", f"vs_best_{mode}"), ("test_accuracy", f"vs_test_best_{mode}")):
@@ -159,7 +191,40 @@ def headline(leaderboard: Sequence[dict], baselines: Sequence[dict], n_boot: int
             diff = paired_difference(best_correct, [float(c) for c in from_bits(b["test_correct"])], n_boot, level, 4)
             out[key] = {"method": b["method"], "params": b["params"], "dev_accuracy": b["dev_accuracy"],
                         "test_accuracy": b["test_accuracy"], "margin": diff.to_dict(), "target_met": diff.estimate >= 0}
+    ref = best_baseline(baselines, "main", "budget") or best_baseline(baselines, "main", "grid")
+    if ref is not None:
+        seeds = []
+        for seed, r in sorted(per_seed.items()):
+            diff = paired_difference([float(c) for c in from_bits(r["test_correct"])],
+                                     [float(c) for c in from_bits(ref["test_correct"])], n_boot, level, 6 + seed)
+            seeds.append({"seed": seed, "arm": r["arm"], "candidate_id": r["candidate_id"],
+                          "dev_accuracy": r["dev_accuracy"], "test_accuracy": r["test_accuracy"],
+                          "margin": diff.to_dict(), "beats": diff.low > 0})
+        out["per_seed"] = {"baseline": {"method": ref["method"], "mode": ref["mode"], "params": ref["params"],
+                                        "test_accuracy": ref["test_accuracy"]},
+                           "seeds": seeds, "seeds_beating": sum(s["beats"] for s in seeds)}
+    out["upper_bound"] = gap_closed(best["test_accuracy"], baselines)
     out["available"] = True
+    return out
+
+
+def gap_closed(program_test: float, baselines: Sequence[dict]) -> dict:
+    """How much of the gap between Task Arithmetic (grid-tuned, chosen by dev) and the multi-task model
+    (the upper bound) a program's test accuracy closes: (program - TA) / (multitask - TA) on test.
+    1 reaches the multi-task model; negative is below Task Arithmetic. Unavailable without the
+    multi-task model, or when it does not beat Task Arithmetic (no gap to close)."""
+    from selfdev.study.baselines import MULTITASK_MODEL
+
+    mt = next((r for r in baselines if r["family"] == "main" and r["model"] == MULTITASK_MODEL), None)
+    ta = max((r for r in baselines if r["family"] == "main" and r["model"] == "merged"
+              and r["method"] == "task_arithmetic" and r["mode"] == "grid"),
+             key=lambda r: (r["dev_accuracy"], r["test_accuracy"]), default=None)
+    if mt is None or ta is None:
+        return {"available": False}
+    out = {"available": True, "multitask_test": mt["test_accuracy"], "task_arithmetic_test": ta["test_accuracy"],
+           "program_test": program_test, "gap_points": 100 * (mt["test_accuracy"] - ta["test_accuracy"])}
+    gap = mt["test_accuracy"] - ta["test_accuracy"]
+    out["fraction_closed"] = (program_test - ta["test_accuracy"]) / gap if gap > 0 else None
     return out
 
 
@@ -212,7 +277,7 @@ def transfer_markdown(programs: Sequence[dict], baselines: Sequence[dict], summa
 
 
 def arms_markdown(arms: dict) -> str:
-    lines = ["# Arms: DPO vs no-DPO (same world, sampling schedule and budget)", "",
+    lines = ["# Arms (same world, sampling schedule, budget and seeds)", "",
              "| arm | iteration | programs | dev mean [CI] | dev max | best so far (mean over seeds) |",
              "|---|---|---|---|---|---|"]
     for arm, a in arms["arms"].items():
@@ -229,8 +294,13 @@ def arms_markdown(arms: dict) -> str:
     v = arms["dpo_vs_nodpo"]
     lines += ["", "## Did DPO beat no-DPO?", ""]
     if not v["available"]:
-        lines.append("Not measured: the config runs only one arm (study.arms).")
+        lines.append("Not measured: the config does not run both arms (study.arms).")
     else:
+        lines += [f"- {v[k]}" for k in ("test_statement", "dev_statement") if k in v]
+    for key, v in arms.get("comparisons", {}).items():
+        if key == "dpo_vs_nodpo" or not v["available"]:
+            continue
+        lines += ["", f"## {ARM_LABELS[v['arm']]} vs {ARM_LABELS[v['against']]}", ""]
         lines += [f"- {v[k]}" for k in ("test_statement", "dev_statement") if k in v]
     return "\n".join(lines) + "\n"
 
@@ -240,7 +310,8 @@ def study_markdown(study: dict, sections: Sequence[str]) -> str:
     lines = ["# Self-Developing study", ""]
     if h.get("available"):
         b = h["best_discovered"]
-        lines.append(f"Best discovered program (dpo arm, seed 0, top by dev): {b['candidate_id']} — dev "
+        lines.append(f"Best discovered program ({b['arm']} arm, seed {b['seed']}, top by dev over every arm): "
+                     f"{b['candidate_id']} — dev "
                      f"{_pct(b['dev_accuracy'])}, test {_pct(b['test_accuracy'])} [{_pct(b['test_low'])}, "
                      f"{_pct(b['test_high'])}].")
         lines.append("")
@@ -256,6 +327,23 @@ def study_markdown(study: dict, sections: Sequence[str]) -> str:
                 lines.append(f"- vs {label}, {v['method']} {v['params']} (dev {_pct(v['dev_accuracy'])}, test "
                              f"{_pct(v['test_accuracy'])}): {100 * m['estimate']:+.1f} points "
                              f"[{100 * m['low']:+.1f}, {100 * m['high']:+.1f}]{target}")
+        ub = h.get("upper_bound") or {}
+        if ub.get("available"):
+            frac = ub["fraction_closed"]
+            lines += ["", f"Upper bound: the multi-task model scores {_pct(ub['multitask_test'])} on test, Task "
+                      f"Arithmetic (grid) {_pct(ub['task_arithmetic_test'])}: "
+                      + (f"the best discovered program closes {100 * frac:.0f}% of that gap." if frac is not None
+                         else "no gap to close (the multi-task model does not beat Task Arithmetic).")]
+        ps = h.get("per_seed")
+        if ps:
+            ref = ps["baseline"]
+            lines += ["", f"Every seed's best program (any arm, by dev) vs {ref['method']} ({ref['mode']}, test "
+                      f"{_pct(ref['test_accuracy'])}): beaten with the interval above 0 in {ps['seeds_beating']} of "
+                      f"{len(ps['seeds'])} seeds."]
+            for r in ps["seeds"]:
+                m = r["margin"]
+                lines.append(f"- seed {r['seed']}: {r['arm']} {r['candidate_id']} test {_pct(r['test_accuracy'])}, "
+                             f"{100 * m['estimate']:+.1f} [{100 * m['low']:+.1f}, {100 * m['high']:+.1f}]")
     lines.append("")
     return "\n".join(lines) + "\n" + "\n".join(sections)
 

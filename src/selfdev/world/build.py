@@ -123,16 +123,21 @@ def train_seed(*, seed: int, model: dict, training: dict, prompt: str | Path, da
 
 
 def train_expert(*, name: str, skills: Sequence[str], seed: int, training: dict, prompt: str | Path,
-                 data: str | Path, seed_dir: str | Path, out_dir: str | Path, threads: int,
+                 data: str | Path | Sequence[str | Path], seed_dir: str | Path, out_dir: str | Path, threads: int,
                  device: str = "cpu") -> dict:
     """Expert `name`: M0 fine-tuned on its skills' full ranges (plus replay of M0's curriculum), in the
-    prompt format it is scored with (the model's chat template when the prompt asks for one)."""
+    prompt format it is scored with (the model's chat template when the prompt asks for one). Several
+    data files (the multi-task model) are joined and shuffled with a seed named after `name`."""
     from selfdev.lm import load_causal_lm
 
     set_threads(threads)
     tpl = load_template(prompt)
     model, tok = load_causal_lm(seed_dir, "float32", device)
-    rows = read_jsonl(data)
+    if isinstance(data, (str, Path)):
+        rows = read_jsonl(data)
+    else:
+        rows = [r for path in data for r in read_jsonl(path)]
+        random.Random(derive_seed(seed, "data", "shuffle", name)).shuffle(rows)
     spec = train_spec(training, derive_seed(seed, "train", "expert", name), warmup_steps=10)
     t0 = time.perf_counter()
     losses = train_causal_lm(model, tok, tpl, rows, spec)
@@ -173,6 +178,21 @@ def write_expert_data(*, name: str, config: dict, out: str | Path) -> dict:
                        per_skill=w["data"]["expert_train_per_skill"], replay_fraction=w["data"]["replay_fraction"])
     write_jsonl(rows, out)
     return {"expert": name, "rows": len(rows)}
+
+
+def multitask_step(*, config: dict, prompt: str | Path, data: Sequence[str | Path], seed_dir: str | Path,
+                   out_dir: str | Path) -> dict:
+    """Rule `world_multitask`: M0 fine-tuned on every expert's data at once, with the experts' recipe
+    for steps x number of experts (config holds `seed`, `threads`, `device`, `world.expert_training`
+    and `world.experts`)."""
+    from selfdev.device import resolve_device
+
+    w = config["world"]
+    training = {**w["expert_training"], "steps": w["expert_training"]["steps"] * len(data)}
+    skills = sorted({s for e in w["experts"] for s in e["skills"]})
+    return train_expert(name="multitask", skills=skills, seed=config["seed"], training=training, prompt=prompt,
+                        data=list(data), seed_dir=seed_dir, out_dir=out_dir, threads=config["threads"],
+                        device=resolve_device(config["device"]))
 
 
 def seed_step(*, config: dict, prompt: str | Path | None, data: str | Path | None, out_dir: str | Path) -> dict:

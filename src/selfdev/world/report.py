@@ -12,7 +12,8 @@ REPORT_FORMAT = "selfdev.world_report.v1"
 
 
 def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str | Path],
-                 tv_paths: Sequence[str | Path], dev_path: str | Path, shots_path: str | Path) -> dict:
+                 tv_paths: Sequence[str | Path], dev_path: str | Path, shots_path: str | Path,
+                 multitask_dir: str | Path | None = None) -> dict:
     """Dev accuracy of M0, each expert, the plain average, and grids of Task Arithmetic and TIES:
     the evidence that merging matters in this world."""
     from selfdev.lm import load_causal_lm as load_model
@@ -32,10 +33,11 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
     dev, shots, tpl = read_jsonl(dev_path), read_jsonl(shots_path), load_template(ev["prompt"])
     gen, device = GenerationSpec(ev["max_new_tokens"], ev["batch_size"]), resolve_device(config["device"])
     experts = []
-    for name, path in sorted(expert_dirs.items()):
+    for name, path in sorted(expert_dirs.items()) + ([("multitask", multitask_dir)] if multitask_dir else []):
         model, tok = load_model(path, ev["dtype"], device)
         experts.append((name, evaluate(model, tok, dev, tpl, gen, shots, ev["task"])))
         del model
+    multitask = experts.pop() if multitask_dir else None
     # Trusted merges only (TA, TIES): the rule's config has no sandbox keys, so no sandbox limits.
     scorer = make_scorer(config, seed_dir, tv_paths, dev_path, shots_path)
     rows: list[dict] = []
@@ -51,6 +53,8 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
     add("seed", {}, scorer.evaluate_merged(None))
     for name, result in experts:
         add("expert", {"name": name}, result)
+    if multitask:
+        add("multitask", {"steps": "expert steps x experts"}, multitask[1])
     add("average", {}, scorer.evaluate_merged(merged("linear", {})))
     for lam in rep["ta_lambdas"]:
         add("task_arithmetic", {"lambda": lam}, scorer.evaluate_merged(merged("task_arithmetic", {"lambda": lam})))
@@ -74,6 +78,7 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
         "spread_points": 100 * (max(r["dev_accuracy"] for r in merges) - worst["dev_accuracy"]),
         "target_gain_met": 100 * (best_ta_ties["dev_accuracy"] - seed_acc) >= 5,
         "stretch_merge_beats_every_expert": max(r["dev_accuracy"] for r in merges) > best_expert,
+        "multitask": multitask[1].accuracy if multitask else None,
     }
     return {"format": REPORT_FORMAT, "n_dev": len(dev), "rows": rows, "targets": targets,
             "merged_parameters": scorer.tvs.names}
@@ -95,16 +100,18 @@ def report_markdown(report: dict) -> str:
               f"(target >= +5: {'met' if t['target_gain_met'] else 'NOT met'})",
               f"- spread of merges: {t['spread_points']:.1f} points (worst {100 * t['worst_merge']:.1f})",
               f"- stretch, some merge beats every single expert: {'yes' if t['stretch_merge_beats_every_expert'] else 'no'}"]
+    if t.get("multitask") is not None:
+        lines.append(f"- upper bound, the multi-task model (M0 fine-tuned on every expert's data): {100 * t['multitask']:.1f}")
     return "\n".join(lines) + "\n"
 
 
 def write_world_report(*, config: dict, seed_dir, expert_dirs: Sequence, task_vectors: Sequence, dev, shots,
-                       out_json, out_md) -> dict:
+                       out_json, out_md, multitask_dir=None) -> dict:
     """Rule `world_report`: config holds `threads`, `eval` and `world.report`."""
     from selfdev.io import write_json, write_text
 
     experts = {Path(p).name: p for p in expert_dirs}
-    report = world_report(config, seed_dir, experts, task_vectors, dev, shots)
+    report = world_report(config, seed_dir, experts, task_vectors, dev, shots, multitask_dir)
     write_json(report, out_json)
     write_text(report_markdown(report), out_md)
     print(report_markdown(report))

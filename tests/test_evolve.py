@@ -1,0 +1,91 @@
+"""Evolutionary prompting: parent selection, prompt building, per-row prompts in sampling."""
+
+import random
+
+import pytest
+
+from conftest import REPO
+from selfdev.loop import evolve
+from selfdev.loop.factory import extract_body, load_prompt, program_from
+from selfdev.sandbox.probe import check_program
+from conftest import sandbox
+
+PROMPT = load_prompt(REPO / "config" / "prompts" / "factory.txt")
+
+
+def _prog(i, acc, body=None, behaviour=None):
+    return {"candidate_id": f"dpo-s0-it1-{i:05d}", "iteration": 1, "code_hash": f"h{i}", "status": "new",
+            "executable": True, "dev_accuracy": acc, "behaviour": behaviour or f"dpo-s0-it1-{i:05d}",
+            "body": body or f"    return {i / 10} * sum(task_vectors)"}
+
+
+def test_archive_keeps_one_program_per_behaviour_best_first():
+    rows = [_prog(0, 0.4), _prog(1, 0.6), _prog(2, 0.6, behaviour="dpo-s0-it1-00001"), _prog(3, 0.2),
+            {**_prog(4, None), "dev_accuracy": None}, {**_prog(5, 0.9), "executable": False}]
+    arch = evolve.archive([rows[:3], rows[3:]])
+    assert [p["candidate_id"] for p in arch] == ["dpo-s0-it1-00001", "dpo-s0-it1-00000", "dpo-s0-it1-00003"]
+
+
+def test_parents_are_distinct_sorted_worst_to_best_and_seeded():
+    arch = [_prog(i, acc) for i, acc in enumerate([0.9, 0.5, 0.4, 0.1])]
+    a = evolve.select_parents(arch, 3, 0.05, random.Random(7))
+    assert len({p["candidate_id"] for p in a}) == 3
+    assert [p["dev_accuracy"] for p in a] == sorted(p["dev_accuracy"] for p in a)
+    assert a == evolve.select_parents(arch, 3, 0.05, random.Random(7))
+    assert evolve.select_parents(arch, 9, 0.05, random.Random(0)) == sorted(arch, key=lambda p: p["dev_accuracy"])
+    assert evolve.select_parents([], 2, 0.05, random.Random(0)) == []
+    # Temperature: at 0.05 the best program (0.9) is in almost every draw of 1; at a high temperature the draw
+    # is near uniform. Counts over 2,000 seeded draws.
+    def share_of_best(t):
+        return sum(evolve.select_parents(arch, 1, t, random.Random(s))[0]["dev_accuracy"] == 0.9
+                   for s in range(2000)) / 2000
+    assert share_of_best(0.05) > 0.99 and 0.2 < share_of_best(100.0) < 0.3
+    assert arch == [_prog(i, acc) for i, acc in enumerate([0.9, 0.5, 0.4, 0.1])]  # not mutated
+
+
+def test_evolve_prompt_shows_parents_with_scores_and_ends_on_the_docstring():
+    parents = [_prog(3, 0.2, "    return 0.3 * sum(task_vectors)"),
+               _prog(1, 0.55, "    s = torch.stack(task_vectors)\n    return s.mean(dim=0)")]
+    text = evolve.evolve_prompt(PROMPT, parents)
+    assert text.endswith('"""') and text.startswith(PROMPT.split("\ndef ")[0].rstrip())
+    assert "def merge_v0(task_vectors: list[torch.Tensor]) -> torch.Tensor:" in text
+    assert text.index("dev accuracy 20.0%") < text.index("dev accuracy 55.0%") < text.index("def merge_v2(")
+    assert "    return 0.3 * sum(task_vectors)\n" in text and "improves on merge_v1" in text
+    assert "merge_task_arithmetic" not in text  # the base prompt's example makes way for the parents
+    assert evolve.evolve_prompt(PROMPT, []) == PROMPT
+    # A completed body becomes a program of the *base* prompt: runnable on its own, and a body that calls a
+    # parent does not run.
+    limits = sandbox(wall_s=5, cpu_s=5, memory_mb=1024)
+    ok = extract_body("\n    return 0.4 * sum(task_vectors)\n\n\ndef other():")
+    assert check_program(program_from(PROMPT, ok), limits).executable
+    calls_parent = extract_body("\n    return merge_v1(task_vectors)\n")
+    assert not check_program(program_from(PROMPT, calls_parent), limits).executable
+    with pytest.raises(ValueError, match="def merge"):
+        evolve.evolve_prompt("# no function here", parents)
+
+
+def test_prompt_groups_cover_every_row_once():
+    groups = evolve.prompt_groups(10, 4)
+    assert [list(g) for g in groups] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_sampling_with_one_prompt_per_row(tiny_factory):
+    """Rows of one batch may carry different prompts (left-padded). The same prompt for every row gives
+    exactly the completions of the single-prompt call (the base arms' candidates do not change), and a
+    padded row decodes greedily as it does alone."""
+    from factory_fixture import MICRO_PROMPT
+    from selfdev.loop.factory import SamplingSpec, load_factory, sample_completions
+
+    model, tok = load_factory(tiny_factory)
+    spec = SamplingSpec(n=4, temperature=0.7, top_p=0.95, max_new_tokens=60, batch_size=4, seed=5)
+    single = [c for c, _ in sample_completions(model, tok, MICRO_PROMPT, spec)]
+    assert [c for c, _ in sample_completions(model, tok, [MICRO_PROMPT] * 4, spec)] == single
+    other = evolve.evolve_prompt(MICRO_PROMPT, [_prog(1, 0.4, "    return 0.5 * sum(task_vectors)")])
+    assert len(tok(other)["input_ids"]) > len(tok(MICRO_PROMPT)["input_ids"])
+    greedy = SamplingSpec(n=4, temperature=0.0, top_p=1.0, max_new_tokens=40, batch_size=4, seed=5)
+    mixed = [c for c, _ in sample_completions(model, tok, [MICRO_PROMPT, other, MICRO_PROMPT, other], greedy)]
+    alone_base = sample_completions(model, tok, MICRO_PROMPT, greedy)[0][0]
+    alone_other = sample_completions(model, tok, other, greedy)[0][0]
+    assert mixed == [alone_base, alone_other, alone_base, alone_other]
+    with pytest.raises(ValueError, match="3 prompts for 4"):
+        sample_completions(model, tok, [MICRO_PROMPT] * 3, spec)
