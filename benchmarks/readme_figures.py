@@ -103,7 +103,8 @@ def world_section(results: Path) -> list[str]:
         f"(density {ties['params']['density']}, lambda {ties['params']['lambda']}): "
         f"**{t['gain_over_seed_points']:+.1f} over M0** (target >= +5: {'met' if t['target_gain_met'] else 'NOT met'}); "
         f"merges spread over {t['spread_points']:.1f} points; some merge beats every expert: "
-        f"{'yes' if t['stretch_merge_beats_every_expert'] else 'no'}.",
+        f"{'yes' if t['stretch_merge_beats_every_expert'] else 'no'}"
+        + (f"; the multi-task model (upper bound) {_pct(t['multitask'])}." if t.get("multitask") is not None else "."),
     ]
 
 
@@ -111,7 +112,8 @@ def loop_section(results: Path) -> list[str]:
     arms = json.loads((results / "final" / "arms.json").read_text())
     names = list(arms["arms"])
     summaries = {a: json.loads((results / "loop" / a / "seed0" / "summary.json").read_text()) for a in names}
-    head = "| iteration | T | " + " | ".join(f"{a} executable % | {a} unique | {a} dev mean [95% CI]" for a in names) + " |"
+    head = "| iteration | T | " + " | ".join(f"{a} executable % | {a} unique / behaviours / novel | {a} dev mean [95% CI]"
+                                           for a in names) + " |"
     lines = ["", f"- **Loop** (N = {summaries[names[0]]['iterations'][0]['stats']['candidates']} per iteration, seed 0):",
              "", "  " + head, "  |" + "---|" * (2 + 3 * len(names))]
     for i, it in enumerate(summaries[names[0]]["iterations"]):
@@ -119,7 +121,8 @@ def loop_section(results: Path) -> list[str]:
         for a in names:
             s = summaries[a]["iterations"][i]["stats"]
             d = arms["arms"][a]["iterations"][i]
-            cells += [f"{100 * s['executable_rate']:.1f}", str(s["unique"]),
+            cells += [f"{100 * s['executable_rate']:.1f}",
+                      f"{s['unique']} / {s.get('behaviours', '-')} / {s.get('novel_behaviours', '-')}",
                       f"{_pct(d['dev_mean'])} [{_pct(d['dev_low'])}, {_pct(d['dev_high'])}]"]
         lines.append("  | " + " | ".join(cells) + " |")
     best = {a: summaries[a]["best"] for a in names}
@@ -134,7 +137,8 @@ def study_section(results: Path) -> list[str]:
     h, lines = s["headline"], [""]
     if h.get("available"):
         b = h["best_discovered"]
-        lines.append(f"- **Held-out test** (`{results.name}/summary.md`): the best discovered program (dpo, top by dev) "
+        lines.append(f"- **Held-out test** (`{results.name}/summary.md`): the best discovered program ({b.get('arm', 'dpo')}, "
+                     f"top by dev over every arm) "
                      f"scores {_pct(b['test_accuracy'])} [{_pct(b['test_low'])}, {_pct(b['test_high'])}].")
         labels = {"vs_best_budget": "the budget-matched baseline best on dev",
                   "vs_test_best_budget": "the budget-matched baseline best on test",
@@ -146,9 +150,20 @@ def study_section(results: Path) -> list[str]:
                 target = f" (target >= 0: {'met' if v['target_met'] else 'NOT met'})" if key == "vs_best_budget" else ""
                 lines.append(f"  - against {label} ({v['method']}, test {_pct(v['test_accuracy'])}): "
                              f"**{_ci(v['margin'])}** points{target}")
-    d = s["dpo_vs_nodpo"]
-    if d.get("available"):
-        lines.append(f"- **DPO vs no-DPO**: {d['test_statement']} {d['dev_statement']}")
+    if h.get("per_seed"):
+        ps = h["per_seed"]
+        lines.append(f"- **Seeds**: each seed's best program (any arm, by dev) beats {ps['baseline']['method']} "
+                     f"({ps['baseline']['mode']}) with the interval above 0 in {ps['seeds_beating']} of {len(ps['seeds'])}: "
+                     + "; ".join(f"seed {r['seed']} {r['arm']} **{_ci(r['margin'])}**" for r in ps["seeds"]) + ".")
+    ub = h.get("upper_bound") or {}
+    if ub.get("available"):
+        frac = ub["fraction_closed"]
+        lines.append(f"- **Upper bound**: multi-task model {_pct(ub['multitask_test'])} on test, Task Arithmetic (grid) "
+                     f"{_pct(ub['task_arithmetic_test'])}: " + (f"the best discovered program closes **{100 * frac:.0f}%** "
+                                                               "of the gap." if frac is not None else "no gap to close."))
+    for name, d in s.get("comparisons", {"dpo_vs_nodpo": s["dpo_vs_nodpo"]}).items():
+        if d.get("available"):
+            lines.append(f"- **{name.replace('_vs_', ' vs ')}**: {d.get('test_statement', '')} {d.get('dev_statement', '')}")
     t = s["transfer"]
     if t.get("available"):
         lines.append(f"- **Transfer**: the top discovered program applied unchanged scores {_pct(t['program_test'])} on "

@@ -89,3 +89,34 @@ def test_sampling_with_one_prompt_per_row(tiny_factory):
     assert mixed == [alone_base, alone_other, alone_base, alone_other]
     with pytest.raises(ValueError, match="3 prompts for 4"):
         sample_completions(model, tok, [MICRO_PROMPT] * 3, spec)
+
+
+def test_arms_file_layout_without_the_dpo_arm(tmp_path):
+    """Evolve arms alone: iteration 1 (and evolve_dpo's first pairs and DPO) still live under dpo's
+    folder, shared; evolve never trains; evolve_dpo trains from dpo's iteration-1 factory on; the
+    budget-matched baselines and transfer follow the first arm."""
+    import re
+    import subprocess
+
+    import yaml
+
+    from conftest import snakemake_cmd
+
+    cfg = {"study": {"arms": ["evolve", "evolve_dpo"]}, "loop": {"iterations": 3}}
+    (tmp_path / "micro.yaml").write_text(yaml.safe_dump(cfg))
+    run = subprocess.run(snakemake_cmd(tmp_path, "-n", "--cores", "1"), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    outputs = set(re.findall(r"output: (\S+?)(?:,|\s)", run.stdout + run.stderr))
+    loop = {o for o in outputs if o.startswith("results/loop/")}
+    expected = {"results/loop/dpo/seed0/iter1/" + f for f in
+                ("candidates.parquet", "executable.parquet", "scores.parquet", "pairs.jsonl", "factory/config.json")}
+    for it in (2, 3):
+        expected |= {f"results/loop/{arm}/seed0/iter{it}/{f}" for arm in ("evolve", "evolve_dpo")
+                     for f in ("candidates.parquet", "executable.parquet", "scores.parquet")}
+        expected |= {f"results/loop/evolve_dpo/seed0/iter{it}/{f}" for f in ("pairs.jsonl", "factory/config.json")}
+    expected |= {f"results/loop/{arm}/seed0/summary.json" for arm in ("evolve", "evolve_dpo")}
+    assert expected <= loop, sorted(expected - loop)
+    assert not any(o.startswith(("results/loop/dpo/seed0/iter2", "results/loop/nodpo", "results/loop/evolve/seed0/iter1",
+                                 "results/loop/evolve_dpo/seed0/iter1")) for o in loop), sorted(loop)
+    assert not any("evolve/seed0" in o and ("pairs" in o or "factory" in o) for o in loop if "evolve_dpo" not in o)
+    assert "results/final/baselines/main/tsv/budget.json" in outputs

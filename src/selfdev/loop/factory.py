@@ -43,9 +43,13 @@ def load_prompt(path: str | Path) -> str:
 # prefilled with the same file up to the line after the docstring, so an instruction model continues
 # the *body* and every downstream step (extract_body, programs, pairs) is unchanged.
 CHAT_SYSTEM = "You are an expert in model merging and a careful Python programmer."
-CHAT_USER = ("Complete this Python file. Write the body of its last function, `merge`: a new merging "
-             "algorithm, different from the examples and better than them. Use only torch and math. "
-             "Answer with the whole file in one python code block.")
+# Measured on Qwen2.5-Coder-0.5B (32 samples): without the sentence on `task_vectors`, 25 of 32 bodies
+# treated the list as a tensor (`torch.mean(task_vectors, dim=0)`, `task_vectors.mean()`) and failed.
+CHAT_USER = ("Complete this Python file. Write the body of its last function: a new merging algorithm, "
+             "different from the functions above and better than them. `task_vectors` is a Python list of "
+             "tensors of one shape (any number of dimensions, often 1-D): stack them first "
+             "(`torch.stack(task_vectors)`) to use tensor operations, and return one tensor of that shape. "
+             "Use only torch and math. Answer with the whole file in one python code block.")
 
 
 def model_prompt(tok, prompt: str, fmt: str) -> str:
