@@ -196,7 +196,7 @@ def headline(leaderboard: Sequence[dict], baselines: Sequence[dict], n_boot: int
         seeds = []
         for seed, r in sorted(per_seed.items()):
             diff = paired_difference([float(c) for c in from_bits(r["test_correct"])],
-                                     [float(c) for c in from_bits(ref["test_correct"])], n_boot, level, 6 + seed)
+                                     [float(c) for c in from_bits(ref["test_correct"])], n_boot, level, 4)
             seeds.append({"seed": seed, "arm": r["arm"], "candidate_id": r["candidate_id"],
                           "dev_accuracy": r["dev_accuracy"], "test_accuracy": r["test_accuracy"],
                           "margin": diff.to_dict(), "beats": diff.low > 0})
