@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 SHARED_FIRST_ITERATION = ("nodpo", "evolve", "evolve_dpo")
+DPO_ARMS = ("dpo", "evolve_dpo")  # arms whose factory DPO trains (pairs and dpo rules)
 
 
 def iteration_owner(arm: str, it) -> str:

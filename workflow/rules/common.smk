@@ -4,7 +4,7 @@ from pathlib import Path
 from selfdev.algorithms import reference_paths
 from selfdev.loop.evolve import EVOLVE_ARMS
 from selfdev.config import expert_names, family_experts, rule_resources, rule_threads
-from selfdev.paths import Paths
+from selfdev.paths import DPO_ARMS, Paths
 from selfdev.study.baselines import searchable
 
 PATHS = Paths(config["results"])
@@ -27,9 +27,8 @@ FAMILIES = ["main", "transfer"] if TRANSFER else ["main"]
 # The multi-task upper bound needs every expert's training data, so only experts trained here.
 MULTITASK = config["world"]["multitask"] and all("skills" in e for e in config["world"]["experts"])
 ARMS = config["study"]["arms"]
-# Arms whose factory DPO updates (pairs and dpo rules), and the arm whose runs set the budget of the
-# budget-matched baselines and whose top programs go to the transfer study.
-DPO_ARMS = [a for a in ("dpo", "evolve_dpo") if a in ARMS]
+# The arm whose runs set the budget of the budget-matched baselines and whose top programs go to the
+# transfer study.
 MAIN_ARM = "dpo" if "dpo" in ARMS else ARMS[0]
 SEEDS = list(range(config["study"]["seeds"]))
 METHODS = config["baselines"]["methods"]
@@ -209,7 +208,7 @@ def previous_factory(wildcards):
     """Iteration i of a DPO arm (dpo, evolve_dpo) samples from (and DPO starts from) the factory of
     iteration i-1 (iteration 1's is dpo's); nodpo and evolve always sample from the initial factory."""
     it = int(wildcards.it)
-    if wildcards.arm in ("nodpo", "evolve") or it == 1:
+    if wildcards.arm not in DPO_ARMS or it == 1:
         return initial_factory()
     return PATHS.factory(wildcards.arm, wildcards.seed, it - 1)
 
@@ -240,7 +239,7 @@ def iteration_files(arm, seed, it):
         "executable": PATHS.executable(arm, seed, it),
         "scores": PATHS.scores(arm, seed, it),
     }
-    if arm in ("dpo", "evolve_dpo"):
+    if arm in DPO_ARMS:
         factory = PATHS.factory(arm, seed, it)
         files.update(pairs=PATHS.pairs(arm, seed, it), factory=factory, train_log=PATHS.train_log(factory))
     return files

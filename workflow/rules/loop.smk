@@ -146,7 +146,7 @@ if SHARDS > 1:
 
 rule pairs:
     wildcard_constraints:
-        arm="dpo|evolve_dpo",
+        arm="|".join(DPO_ARMS),
     input:
         scores=PATHS.scores("{arm}", "{seed}", "{it}"),
         earlier=earlier_scores,
@@ -168,7 +168,7 @@ rule pairs:
 
 rule dpo:
     wildcard_constraints:
-        arm="dpo|evolve_dpo",
+        arm="|".join(DPO_ARMS),
     input:
         factory=previous_factory,
         pairs=PATHS.pairs("{arm}", "{seed}", "{it}"),

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from selfdev.loop.tables import _ranked
+from selfdev.loop.tables import best_programs
 
 EVOLVE_ARMS = ("evolve", "evolve_dpo")
 
@@ -40,7 +40,8 @@ class EvolveSpec:
 
 def archive(score_tables: Sequence[Sequence[dict]]) -> list[dict]:
     """The run's scored executable programs so far, one per behaviour, best first."""
-    return _ranked([r for rows in score_tables for r in rows])
+    rows = [r for table in score_tables for r in table]
+    return best_programs(rows, len(rows))
 
 
 def select_parents(programs: Sequence[dict], k: int, temperature: float, rng: random.Random) -> list[dict]:

@@ -69,6 +69,16 @@ def model_prompt(tok, prompt: str, fmt: str) -> str:
     return head + "```python\n" + prompt + "\n"
 
 
+def row_prompts(tok, prompt: str | Sequence[str], n: int, fmt: str = "completion") -> list[str]:
+    """The text each of `n` samples is given: `prompt` for every row, or one prompt per row (evolve
+    arms), in format `fmt` (each distinct prompt formatted once)."""
+    prompts = [prompt] * n if isinstance(prompt, str) else list(prompt)
+    if len(prompts) != n:
+        raise ValueError(f"{len(prompts)} prompts for {n} samples")
+    text = {p: model_prompt(tok, p, fmt) for p in set(prompts)}
+    return [text[p] for p in prompts]
+
+
 def extract_body(completion: str) -> str:
     """The function body the factory wrote: indented lines up to the first dedent or code fence."""
     lines = completion.split("\n")
@@ -174,15 +184,13 @@ def _left_padded(tok, texts: Sequence[str]):
 
 
 def sample_completions(model, tok, prompt: str | Sequence[str], spec: SamplingSpec,
-                       progress=None) -> list[tuple[str, float]]:
+                       progress=None, prompt_format: str = "completion") -> list[tuple[str, float]]:
     """N sampled completions; `prompt` is one prompt for every row or one per row (evolve arms: rows
-    of a batch may have different prompts, left-padded). Each completion comes with the seconds its
-    batch took, divided evenly."""
+    of a batch may have different prompts, left-padded), given to the model in `prompt_format`. Each
+    completion comes with the seconds its batch took, divided evenly."""
     import torch
 
-    prompts = [prompt] * spec.n if isinstance(prompt, str) else list(prompt)
-    if len(prompts) != spec.n:
-        raise ValueError(f"{len(prompts)} prompts for {spec.n} samples")
+    prompts = row_prompts(tok, prompt, spec.n, prompt_format)
     out: list[tuple[str, float]] = []
     for b, start in enumerate(range(0, spec.n, spec.batch_size)):
         size = min(spec.batch_size, spec.n - start)
@@ -211,7 +219,8 @@ def sample_completions(model, tok, prompt: str | Sequence[str], spec: SamplingSp
 
 
 def sample_completions_vllm(factory_dir: str | Path, prompt: str | Sequence[str], spec: SamplingSpec, dtype: str,
-                            options: dict | None = None, progress=None) -> list[tuple[str, float]]:
+                            options: dict | None = None, progress=None,
+                            prompt_format: str = "completion") -> list[tuple[str, float]]:
     """N sampled completions of one prompt with vLLM: the same prompt token ids, temperature, top-p,
     token budget and stop strings as `sample_completions`; candidate i has its own seed
     (derive_seed(spec.seed, "row", i)), so it does not depend on the batch it falls in. vLLM's
@@ -223,7 +232,7 @@ def sample_completions_vllm(factory_dir: str | Path, prompt: str | Sequence[str]
     if opts.get("tensor_parallel_size") == 1:
         opts.pop("tensor_parallel_size")
     tok = AutoTokenizer.from_pretrained(str(factory_dir))
-    prompts = [prompt] * spec.n if isinstance(prompt, str) else list(prompt)
+    prompts = row_prompts(tok, prompt, spec.n, prompt_format)
     ids_of = {p: tok(p, add_special_tokens=False)["input_ids"] for p in set(prompts)}
     llm = LLM(model=str(factory_dir), dtype=dtype, seed=spec.seed, enforce_eager=True, **opts)
     out: list[tuple[str, float]] = []

@@ -71,11 +71,9 @@ def warmup_sft(factory_dir: str | Path, prompt: str, bodies: Sequence[str], spec
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from selfdev.loop.factory import load_factory
+    from selfdev.loop.factory import load_factory, model_prompt
 
     torch.set_num_threads(threads)
-    from selfdev.loop.factory import model_prompt
-
     model, tok = load_factory(factory_dir, "float32")
     text = model_prompt(tok, prompt, prompt_format)
     # TRL appends EOS to each completion: the factory learns to stop after the body.

@@ -21,6 +21,11 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, mininterval=2.0)
 
 
+def _prompt_format(config: dict) -> str:
+    """`factory.prompt_format` of a rule's config (its params omit the default, `completion`)."""
+    return config.get("factory", {}).get("prompt_format", "completion")
+
+
 def factory_init(*, config: dict, out_dir: str) -> dict:
     """Rule `factory_initial`: config holds `factory.model`."""
     from selfdev.loop.factory import convert_initial_factory
@@ -36,8 +41,7 @@ def factory_warmup(*, config: dict, in_dir: str, out_dir: str) -> dict:
 
     spec = WarmupSpec.from_config(config["factory"]["warmup"], derive_seed(config["seed"], "warmup"))
     return warmup_sft(in_dir, load_prompt(config["factory"]["prompt"]), EXAMPLE_BODIES, spec, out_dir,
-                      config["loop"]["threads"], resolve_device(config["device"]),
-                      config["factory"].get("prompt_format", "completion"))
+                      config["loop"]["threads"], resolve_device(config["device"]), _prompt_format(config))
 
 
 def evolve_prompts(config: dict, rep: int, iteration: int, prompt: str, n: int,
@@ -57,9 +61,9 @@ def evolve_prompts(config: dict, rep: int, iteration: int, prompt: str, n: int,
     for g, rows in enumerate(evolve.prompt_groups(n, spec.rows_per_prompt)):
         rng = random.Random(derive_seed(config["seed"], "parents", rep, iteration, g))
         chosen = evolve.select_parents(programs, spec.parents, spec.temperature, rng)
+        text, ids = evolve.evolve_prompt(prompt, chosen), [p["candidate_id"] for p in chosen]
         for i in rows:
-            prompts[i] = evolve.evolve_prompt(prompt, chosen)
-            parents[i] = [p["candidate_id"] for p in chosen]
+            prompts[i], parents[i] = text, ids
     return prompts, parents
 
 
@@ -77,23 +81,16 @@ def sample(*, config: dict, arm: str, rep: int, iteration: int, factory_dir: str
     spec = SamplingSpec(lp["n_samples"], temp, lp["top_p"], lp["max_new_tokens"], lp["batch_size"],
                         seed=derive_seed(config["seed"], "sample", rep, iteration))
     prompts, parents = evolve_prompts(config, rep, iteration, prompt, spec.n, parent_scores)
-    fmt = fc.get("prompt_format", "completion")  # rule params omit the default format
-    if fmt != "completion":
-        from transformers import AutoTokenizer
-
-        from selfdev.loop.factory import model_prompt
-
-        tok = AutoTokenizer.from_pretrained(str(factory_dir))
-        prompts = [model_prompt(tok, p, fmt) for p in prompts]
+    fmt = _prompt_format(config)
     t0 = time.perf_counter()
     with _progress(spec.n, f"sampling iteration {iteration}") as bar:
         if fc.get("engine", "transformers") == "vllm":  # rule params omit the default engine
             from selfdev.loop.factory import sample_completions_vllm
 
-            completions = sample_completions_vllm(factory_dir, prompts, spec, fc["dtype"], fc["vllm"], bar)
+            completions = sample_completions_vllm(factory_dir, prompts, spec, fc["dtype"], fc["vllm"], bar, fmt)
         else:
             model, tok = load_factory(factory_dir, fc["dtype"], resolve_device(config["device"]))
-            completions = sample_completions(model, tok, prompts, spec, bar)
+            completions = sample_completions(model, tok, prompts, spec, bar, fmt)
     rows = loop.candidate_rows(completions, prompt, Path(fc["prompt"]).stem, iteration, temp, lp["top_p"],
                                str(factory_dir), f"{arm}-s{rep}", parents)
     io.write_table(rows, out_path, loop.CANDIDATES_V, loop.CANDIDATE_COLUMNS)
@@ -217,7 +214,7 @@ def dpo_step(*, config: dict, rep: int, iteration: int, factory_dir: str, pairs:
 
     spec = DpoSpec.from_config(config["dpo"], derive_seed(config["seed"], "dpo", rep, iteration))
     return train_dpo(factory_dir, loop.read_pairs(pairs), spec, out_dir, config["loop"]["threads"], str(pairs),
-                     resolve_device(config["device"]), config.get("factory", {}).get("prompt_format", "completion"))
+                     resolve_device(config["device"]), _prompt_format(config))
 
 
 def summary_step(*, run: str, iterations: Sequence[dict], world_report: str, out_json: str, out_md: str) -> dict:

@@ -66,13 +66,15 @@ class Behaviours:
 
     @classmethod
     def from_scores(cls, n_experts: int, tables: Iterable[Sequence[dict]]) -> "Behaviours":
-        known = cls(n_experts, [], [])
+        known, algorithms = cls(n_experts, [], []), set()
         for rows in tables:
             for r in rows:
                 if r["status"] == "new" and r.get("executable") and r.get("signature"):
-                    known.behaviours.append((r["behaviour"], json.loads(r["signature"])))
-                    if r["algorithm"] not in {a for a, _ in known.algorithms}:
-                        known.algorithms.append((r["algorithm"], json.loads(r["signature"])))
+                    sig = json.loads(r["signature"])
+                    known.behaviours.append((r["behaviour"], sig))
+                    if r["algorithm"] not in algorithms:
+                        algorithms.add(r["algorithm"])
+                        known.algorithms.append((r["algorithm"], sig))
         return known
 
     def classify(self, candidate_id: str, sig: dict) -> tuple[str, str, bool]:

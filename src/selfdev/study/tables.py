@@ -11,6 +11,7 @@ import statistics
 from typing import Sequence
 
 from selfdev.loop import tables as loop
+from selfdev.study.baselines import MULTITASK_MODEL
 from selfdev.study.stats import Interval, bits, bootstrap_mean, from_bits, paired_difference, unpaired_difference
 
 FINAL_V = "selfdev.final_test.v1"
@@ -213,8 +214,6 @@ def gap_closed(program_test: float, baselines: Sequence[dict]) -> dict:
     (the upper bound) a program's test accuracy closes: (program - TA) / (multitask - TA) on test.
     1 reaches the multi-task model; negative is below Task Arithmetic. Unavailable without the
     multi-task model, or when it does not beat Task Arithmetic (no gap to close)."""
-    from selfdev.study.baselines import MULTITASK_MODEL
-
     mt = next((r for r in baselines if r["family"] == "main" and r["model"] == MULTITASK_MODEL), None)
     ta = max((r for r in baselines if r["family"] == "main" and r["model"] == "merged"
               and r["method"] == "task_arithmetic" and r["mode"] == "grid"),
