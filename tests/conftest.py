@@ -79,7 +79,8 @@ def workflow_config(tiny_factory, algorithms: list[str] | None = None) -> dict:
     """The micro workflow's config (for `--configfile`), with the tiny factory as the initial factory."""
     return {
         "world": WORKFLOW_WORLD,
-        "eval": {"max_new_tokens": 12, "batch_size": 50},
+        # Batches of 10 of the 50 dev problems: racing has 5 chunks to cut programs at.
+        "eval": {"max_new_tokens": 12, "batch_size": 10},
         "algorithms": algorithms or [],
         "sandbox": {"probe_wall_s": 3, "merge_wall_s": 10, "cpu_s": 10, "memory_mb": 1024},
         "factory": {"model": str(tiny_factory), "prompt": str(tiny_factory / "prompt.txt"),

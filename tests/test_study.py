@@ -60,10 +60,10 @@ def test_bits_round_trip_and_errors():
 
 
 # --- selection on hand-made tables ---------------------------------------------------------------
-def _score(cid, h, acc, executable=True, status="new"):
+def _score(cid, h, acc, executable=True, status="new", evaluated=100):
     return {"candidate_id": cid, "code_hash": h, "dev_accuracy": acc if executable else None,
             "executable": executable, "status": status, "iteration": int(cid.split("-it")[1][0]), "body": "",
-            "code": "", "factory": "f"}
+            "code": "", "factory": "f", "dev_evaluated": evaluated if executable else None}
 
 
 def test_top_programs_across_iterations_distinct_by_code():
@@ -78,16 +78,50 @@ def test_top_programs_across_iterations_distinct_by_code():
     assert study.top_programs([[]], 3) == []
 
 
-def test_discovery_budget_counts_programs_scored_not_reused():
+def test_discovery_budget_counts_problem_evaluations_of_programs_scored_not_reused():
     run0 = [[_score("dpo-s0-it1-00000", "a", 0.1), _score("dpo-s0-it1-00001", "x", None, executable=False)],
             [_score("dpo-s0-it2-00000", "a", 0.1, status="seen_before"), _score("dpo-s0-it2-00001", "b", 0.2)]]
     run1 = [[_score("dpo-s1-it1-00000", "c", 0.1)], [_score("dpo-s1-it2-00000", "d", 0.1),
-                                                     _score("dpo-s1-it2-00001", "e", 0.1),
-                                                     _score("dpo-s1-it2-00002", "f", 0.1)]]
-    assert tuning.discovery_budget([run0]) == 2
-    assert tuning.discovery_budget([run0, run1]) == 3
+                                                     _score("dpo-s1-it2-00001", "e", 0.1, evaluated=30),
+                                                     _score("dpo-s1-it2-00002", "f", 0.1, evaluated=20)]]
+    assert tuning.discovery_budget([run0]) == 200
+    assert tuning.discovery_budget([run1]) == 250  # racing dropped e and f: the problems they saw count
+    assert tuning.discovery_budget([run0, run1]) == 225
     with pytest.raises(ValueError):
         tuning.discovery_budget([])
+
+
+def test_budgeted_raced_tuning_spends_the_budget_and_keeps_the_best():
+    """A random search within a problem-evaluation budget, each configuration raced against the best
+    so far, picks the configuration exhaustive tuning of the same configurations picks."""
+    import itertools
+    import random as rnd
+
+    from selfdev.scoring.racing import Race, chunk_plan, race_program
+
+    rng = rnd.Random(4)
+    n = 40
+    plan = chunk_plan([rng.randint(1, 30) for _ in range(n)], 5, seed=2)
+    bits = {i: [int(rng.random() < p) for _ in range(n)] for i, p in enumerate([rng.random() for _ in range(200)])}
+    race = Race(n, [(1, [])], seed=2)
+
+    def raced(c):
+        correct, evaluated = race_program(race, plan, lambda chunk: [bits[c["i"]][j] for j in chunk])
+        hits = sum(1 for x in correct if x)
+        return hits / evaluated, evaluated, n
+
+    stream = ({"i": i} for i in itertools.count())
+    rows, best = tuning.tune("task_arithmetic", stream, raced, budget=400)
+    spent = sum(r["dev_evaluated"] for r in rows)
+    assert 400 <= spent < 400 + n and len(rows) > 400 // n  # racing buys more configurations than 10
+    assert any(r["partial"] for r in rows)
+    tried = [r["params"]["i"] for r in rows]
+    exhaustive = max(tried, key=lambda i: (sum(bits[i]), -i))  # first of the best on all of dev
+    assert best["params"]["i"] == exhaustive and best["dev_accuracy"] == sum(bits[exhaustive]) / n
+    # Without racing the same budget buys exactly budget / n configurations.
+    rows, _ = tuning.tune("task_arithmetic", ({"i": i} for i in itertools.count()),
+                          lambda c: (sum(bits[c["i"]]) / n, n, n), budget=400)
+    assert len(rows) == 10
 
 
 def test_grid_and_random_configs():
@@ -138,7 +172,7 @@ def test_arms_comparison_and_headline_on_hand_made_tables():
 
     singles = [{"family": "main", "rows": [{"model": "M0", "dev_accuracy": 0.4, "test_accuracy": 0.5,
                                             "test_correct": bits(base)}]}]
-    rec = {"family": "main", "method": "ties", "mode": "budget", "n_evaluations": 9, "best_params": {"lambda": 1},
+    rec = {"family": "main", "method": "ties", "mode": "budget", "n_evaluations": 9, "dev_problem_evaluations": 900, "best_params": {"lambda": 1},
            "dev_accuracy": 0.6, "test_accuracy": 0.5, "test_correct": bits(base)}
     rows = study.baseline_rows([rec], singles, 500, 0.95)
     assert [r["model"] for r in rows] == ["M0", "merged"] and rows[1]["test_low"] < 0.5 < rows[1]["test_high"]
@@ -273,7 +307,7 @@ def test_headline_picks_the_best_arm_per_seed_and_states_the_gap_closed():
               _final("dpo", 1, 1, good, dev=0.7), _final("evolve", 1, 1, weak, dev=0.4)]
     singles = [{"family": "main", "rows": [{"model": "multitask", "dev_accuracy": 0.7, "test_accuracy": 0.7,
                                             "test_correct": bits([i < 70 for i in range(n)])}]}]
-    recs = [{"family": "main", "method": "task_arithmetic", "mode": "grid", "n_evaluations": 4,
+    recs = [{"family": "main", "method": "task_arithmetic", "mode": "grid", "n_evaluations": 4, "dev_problem_evaluations": 400,
              "best_params": {"lambda": 0.5}, "dev_accuracy": 0.55, "test_accuracy": 0.5, "test_correct": bits(ta_correct)}]
     rows = study.baseline_rows(recs, singles, 300, 0.95)
     h = study.headline(finals, rows, 300, 0.95)

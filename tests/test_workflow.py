@@ -88,6 +88,7 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
     summary = (res / "algorithms" / "summary.md").read_text()
     assert all(name in summary for name in ("task_arithmetic", "ties", "mean"))
     _check_study(tmp_path, res, loop_dir)
+    _check_racing(config, loop_dir, tmp_path)
     dry = _snakemake(tmp_path, "-n", "--cores", "1")
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
 
@@ -126,6 +127,52 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
     assert "output: results/loop/dpo/seed0/iter2/candidates.parquet" in text
     for job in ("world_seed", "world_expert", "factory_warmup", "factory_initial"):
         assert f"rule {job}:" not in text, job
+
+
+def _check_racing(config: dict, loop_dir: Path, tmp_path: Path) -> None:
+    """The dpo run's iterations scored again without racing: the same top programs and chosen ones;
+    a program scored on all of dev has the same score; each racing chunk decodes as exhaustive scoring."""
+    from selfdev import io
+    from selfdev.loop import tables as loop
+    from selfdev.loop.steps import score_step
+    from selfdev.scoring.programs import make_scorer
+
+    files = world_inputs(config, "dev")
+    exhaustive_cfg = {**config, "loop": {**config["loop"], "racing": False}}
+    raced, full = [], []
+    for it in (1, 2):
+        d = loop_dir / f"iter{it}"
+        out = tmp_path / f"exhaustive{it}.parquet"
+        score_step(config=exhaustive_cfg, candidates=str(d / "candidates.parquet"), executable=str(d / "executable.parquet"),
+                   earlier_scores=[str(tmp_path / f"exhaustive{j}.parquet") for j in range(1, it)],
+                   seed_dir=files["seed_dir"], task_vectors=files["task_vectors"], rows=files["rows"],
+                   shots=files["shots"], out_path=str(out), threads=1)
+        raced.append(io.read_table(d / "scores.parquet", loop.SCORES_V))
+        full.append(io.read_table(out, loop.SCORES_V))
+        by_id = {r["candidate_id"]: r for r in full[-1]}
+        for r in raced[-1]:
+            f = by_id[r["candidate_id"]]
+            assert not f["partial"] and (f["dev_evaluated"] == f["dev_problems"] if f["executable"] else True)
+            if r["executable"] and not r["partial"]:
+                assert (r["dev_accuracy"], r["dev_correct"]) == (f["dev_accuracy"], f["dev_correct"])
+            elif r["executable"]:
+                assert r["dev_correct"] <= f["dev_correct"] and r["dev_evaluated"] < r["dev_problems"]
+        spec = loop.PairSpec.from_config(config["loop"], 0)
+        chosen = [[r["candidate_id"] for r in loop.chosen_and_rejected(t[-1], t[:-1], spec, it)[0]] for t in (raced, full)]
+        assert chosen[0] == chosen[1]
+    k = config["study"]["top_k"]
+    ids = [[r["candidate_id"] for r in loop.best_programs([r for t in tables for r in t], k)] for tables in (raced, full)]
+    assert ids[0] == ids[1] and len(ids[0]) > 0
+    # Each chunk (a generation batch, in a seeded order) decodes exactly as in exhaustive scoring.
+    scorer = make_scorer(config, files["seed_dir"], files["task_vectors"], files["rows"], files["shots"])
+    with scorer.merged_program("import torch\ndef merge(t):\n    return torch.stack(t).mean(0)\n") as outcome:
+        assert outcome.ok
+        whole = scorer.evaluate()
+        plan = scorer.chunk_plan(seed=11)
+        assert len(plan) == 5
+        for chunk in plan:
+            assert scorer.evaluate([scorer.rows[i] for i in chunk]).completions == [whole.completions[i] for i in chunk]
+    assert len(set(whole.completions)) > 10  # distinct answers: the comparison above can fail
 
 
 def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
@@ -178,9 +225,15 @@ def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
     methods = ("task_arithmetic", "ties", "dare_ties", "model_stock", "linear", "della", "breadcrumbs", "tsv", "iso_c")
     assert {m for m, mode in main if mode == "grid"} == set(methods)
     assert {m for m, mode in main if mode == "budget"} == set(methods) - {"model_stock"}
-    scored = sum(1 for it in (1, 2) for r in io.read_table(loop_dir / f"iter{it}" / "scores.parquet", loop.SCORES_V)
-                 if r["status"] == "new" and r["executable"])
-    assert all(main[(m, "budget")]["n_evaluations"] == scored for m in methods if m != "model_stock")
+    # The budget is the dpo run's problem evaluations on dev (racing counts what dropped programs saw).
+    spent = sum(r["dev_evaluated"] for it in (1, 2) for r in io.read_table(loop_dir / f"iter{it}" / "scores.parquet",
+                                                                              loop.SCORES_V)
+                if r["status"] == "new" and r["executable"])
+    dev_rows = (res / "world" / "data" / "dev.jsonl").read_text().count("\n")
+    for m in set(methods) - {"model_stock"}:
+        record = json.loads((res / "final" / "baselines" / "main" / m / "budget.json").read_text())
+        assert record["budget"] == spent <= record["dev_problem_evaluations"] < spent + dev_rows, m
+        assert main[(m, "budget")]["dev_problem_evaluations"] == record["dev_problem_evaluations"]
     assert main[("ties", "grid")]["n_evaluations"] == 4 and main[("model_stock", "grid")]["n_evaluations"] == 1
     singles = {r["model"] for r in base if r["family"] == "main" and r["model"] != "merged"}
     assert singles == {"M0", "add", "mul", "multitask"}  # the multi-task upper bound beside the experts

@@ -104,7 +104,8 @@ rule score:
     output:
         scores=PATHS.scores("{arm}", "{seed}", "{it}") if SHARDS == 1 else PATHS.score_shard("{arm}", "{seed}", "{it}", "{shard}", "{shards}"),
     params:
-        config=engine_cfg("threads", "device", "eval", "sandbox"),
+        config=engine_cfg("threads", "device", "eval", "sandbox", "seed", "loop.racing", "loop.p_w",
+                          "loop.min_chosen", "loop.earlier_top", "study.top_k"),
     threads: rule_threads(config, "score", config["threads"])
     priority: 10
     log:

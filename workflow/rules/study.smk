@@ -57,7 +57,7 @@ rule baseline:
     output:
         record=PATHS.baseline("{family}", "{method}", "{mode}"),
     params:
-        config=engine_cfg("seed", "threads", "device", "eval", "baselines"),
+        config=engine_cfg("seed", "threads", "device", "eval", "baselines", "loop.racing"),
         runs=budget_runs,
     threads: rule_threads(config, "baseline", config["threads"])
     log:

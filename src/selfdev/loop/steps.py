@@ -130,25 +130,41 @@ def filter_step(*, config: dict, candidates: str, earlier_scores: Sequence[str],
             "to_score": sum(r["status"] == "new" and r["executable"] for r in rows)}
 
 
+def _race_pools(config: dict, executable: str, earlier_scores: Sequence[str]):
+    """Racing's pools for this iteration (None: `loop.racing` off, every program on all of dev)."""
+    if not config["loop"]["racing"]:
+        return None
+    lc = config["loop"]
+    return loop.race_pools(io.read_table(executable, loop.EXECUTABLE_V), _earlier_scores(earlier_scores),
+                           p_w=lc["p_w"], min_chosen=lc["min_chosen"], earlier_top=lc["earlier_top"],
+                           top_k=config["study"]["top_k"])
+
+
 def _score_programs(config: dict, todo: Sequence[dict], seed_dir: str, task_vectors: Sequence[str], rows: str,
-                    shots: str, desc: str) -> list[dict]:
-    """Score rows (status `new`) for `todo`, in its order, on one engine."""
+                    shots: str, desc: str, pools=None) -> list[dict]:
+    """Score rows (status `new`) for `todo`, in its order, on one engine; with racing `pools`, each
+    program until the bound drops it (selfdev.scoring.racing)."""
     from selfdev.scoring.programs import make_scorer
+    from selfdev.scoring.racing import Race
 
     if not todo:
         return []
     scorer = make_scorer(config, seed_dir, task_vectors, rows, shots)
+    race = None if pools is None else Race(len(scorer.rows), pools, derive_seed(config["seed"], "racing"))
     out = []
     with _progress(len(todo), desc) as bar:
         for prog in todo:
-            rec = scorer.score_program(prog["code"], probe_first=False)
+            rec = scorer.score_program(prog["code"], probe_first=False, race=race)
+            hits = sum(1 for ok in rec.correct if ok) if rec.executable else None
             out.append({"candidate_id": prog["candidate_id"], "iteration": prog["iteration"],
                         "code_hash": prog["code_hash"], "status": "new", "executable": rec.executable,
                         "category": rec.category, "reason": rec.reason, "dev_accuracy": rec.accuracy,
                         "per_skill": json.dumps(rec.per_skill), "score_seconds": sum(rec.timings.values()),
                         "body": prog["body"], "code": prog["code"], "factory": prog["factory"],
                         "scored_in_iteration": prog["iteration"], "behaviour": prog["behaviour"],
-                        "algorithm": prog["algorithm"], "signature": prog["signature"]})
+                        "algorithm": prog["algorithm"], "signature": prog["signature"],
+                        "dev_correct": hits, "dev_evaluated": rec.evaluated if rec.executable else None,
+                        "dev_problems": rec.n, "partial": rec.partial})
             bar.update(1)
     scorer.engine.close()
     return out
@@ -168,9 +184,11 @@ def score_step(*, config: dict, candidates: str, executable: str, earlier_scores
     """Rule `score` (eval.shards 1): config holds `threads`, `device`, `eval` and `sandbox`."""
     set_threads(threads or config["threads"])
     todo, assemble = _todo(candidates, executable, earlier_scores)
-    out = assemble(_score_programs(config, todo, seed_dir, task_vectors, rows, shots, "scoring programs"))
+    out = assemble(_score_programs(config, todo, seed_dir, task_vectors, rows, shots, "scoring programs",
+                                   _race_pools(config, executable, earlier_scores)))
     io.write_table(out, out_path, loop.SCORES_V, loop.SCORE_COLUMNS)
-    return {"scored_now": len(todo), "reused": len(out) - len(todo), "engine": config["eval"].get("engine", "transformers")}
+    return {"to_score": len(todo), "reused": len(out) - len(todo), **loop.evaluations_saved(out),
+            "engine": config["eval"].get("engine", "transformers")}
 
 
 def gather_scores_step(*, candidates: str, executable: str, earlier_scores: Sequence[str], shard_paths: Sequence[str],
@@ -191,7 +209,9 @@ def score_shard_step(*, config: dict, shard: int, shards: int, candidates: str, 
     set_threads(threads or config["threads"])
     todo, _ = _todo(candidates, executable, earlier_scores)
     mine = loop.shard_of(todo, shard, shards)
-    new = _score_programs(config, mine, seed_dir, task_vectors, rows, shots, f"scoring shard {shard + 1}/{shards}")
+    # Each shard races on its own bar: lower than one shared bar, so still exact (it saves less).
+    new = _score_programs(config, mine, seed_dir, task_vectors, rows, shots, f"scoring shard {shard + 1}/{shards}",
+                          _race_pools(config, executable, earlier_scores))
     io.write_table(new, out_path, loop.SCORES_V, loop.SCORE_COLUMNS)
     return {"shard": shard, "shards": shards, "scored_now": len(new), "engine": config["eval"].get("engine", "transformers")}
 

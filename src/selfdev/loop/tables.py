@@ -20,7 +20,7 @@ from selfdev.sandbox.program import CandidateRejected, static_check
 
 CANDIDATES_V = "selfdev.candidates.v2"
 EXECUTABLE_V = "selfdev.executable.v2"
-SCORES_V = "selfdev.scores.v2"
+SCORES_V = "selfdev.scores.v3"
 PAIRS_V = "selfdev.pairs.v1"
 SUMMARY_V = "selfdev.summary.v1"
 
@@ -171,7 +171,7 @@ def mark_novel(rows: Sequence[dict], known: Sequence[dict], n_experts: int) -> l
 # --- step 3: scores -------------------------------------------------------------------------------
 SCORE_COLUMNS = ("candidate_id", "iteration", "code_hash", "status", "executable", "category", "reason",
                  "dev_accuracy", "per_skill", "score_seconds", "body", "code", "factory", "scored_in_iteration",
-                 "behaviour", "algorithm", "signature")
+                 "behaviour", "algorithm", "signature", "dev_correct", "dev_evaluated", "dev_problems", "partial")
 
 
 def programs_to_score(candidates: Sequence[dict], executable: Sequence[dict]) -> list[dict]:
@@ -221,6 +221,31 @@ def earliest_scores(tables: Iterable[Sequence[dict]]) -> dict[str, dict]:
     return out
 
 
+def race_pools(executable: Sequence[dict], earlier: Sequence[Sequence[dict]], *, p_w: float, min_chosen: int,
+               earlier_top: int, top_k: int) -> list[tuple[int, list[int]]]:
+    """What racing must keep exact in one iteration's scoring (selfdev.scoring.racing.Race.pools):
+    the run's `top_k` over every iteration (the study's top programs per arm and seed), starting from
+    the full correct counts of the programs scored in earlier iterations, and this iteration's chosen
+    programs (`select_pairs`' count for this many behaviours, or `earlier_top`: later iterations carry
+    that many forward). Programs scored before this iteration are one per behaviour already."""
+    behaviours = {behaviour_of(e) for e in executable if e["executable"]}
+    n = len(behaviours)
+    k_iter = max(min(n - 1, max(min_chosen, math.ceil(p_w * n))), earlier_top, 1)
+    known = [r["dev_correct"] for rows in earlier for r in rows
+             if r["status"] == "new" and r.get("executable") and r.get("dev_correct") is not None
+             and not r.get("partial")]
+    return [(top_k, known), (k_iter, [])]
+
+
+def evaluations_saved(scores: Sequence[dict]) -> dict:
+    """Problem evaluations of the programs scored in this table (status new) against exhaustive scoring."""
+    new = [r for r in scores if r["status"] == "new" and r.get("executable") and r.get("dev_problems")]
+    done = sum(r["dev_evaluated"] for r in new)
+    full = sum(r["dev_problems"] for r in new)
+    return {"scored_now": len(new), "partial": sum(bool(r.get("partial")) for r in new), "dev_evaluations": done,
+            "dev_evaluations_exhaustive": full, "dev_evaluations_saved": 1 - done / full if full else 0.0}
+
+
 # --- step 4: preference pairs ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class PairSpec:
@@ -257,17 +282,16 @@ def _ranked(rows: Sequence[dict]) -> list[dict]:
     return sorted(best.values(), key=lambda r: (-r["dev_accuracy"], behaviour_of(r)))
 
 
-def select_pairs(current: Sequence[dict], earlier: Sequence[Sequence[dict]], spec: PairSpec, iteration: int,
-                 prompt: str) -> list[dict]:
+def chosen_and_rejected(current: Sequence[dict], earlier: Sequence[Sequence[dict]], spec: PairSpec,
+                        iteration: int) -> tuple[list[dict], list[dict]]:
     """chosen = top p_w of this iteration (at least `min_chosen`) plus, from iteration 2, the top
     `earlier_top` of every earlier iteration; rejected = bottom p_l (at least `min_rejected`); each
-    set holds distinct behaviours (one program per behaviour).
-    Every (chosen, rejected) with a strictly higher chosen score is a pair; at most `max_pairs`,
-    drawn deterministically."""
+    set holds distinct behaviours (one program per behaviour). Under racing, a dropped program ranks
+    by its partial estimate: never among the chosen (below the bar), possibly among the rejected."""
     ranked = _ranked(current)
     n = len(ranked)
     if n < 2:
-        return []
+        return [], []
     k_w = min(n - 1, max(spec.min_chosen, math.ceil(spec.p_w * n)))
     k_l = min(n - k_w, max(spec.min_rejected, math.ceil(spec.p_l * n)))
     chosen = ranked[:k_w]
@@ -279,6 +303,14 @@ def select_pairs(current: Sequence[dict], earlier: Sequence[Sequence[dict]], spe
                 if behaviour_of(r) not in seen:
                     chosen.append(r)
                     seen.add(behaviour_of(r))
+    return chosen, rejected
+
+
+def select_pairs(current: Sequence[dict], earlier: Sequence[Sequence[dict]], spec: PairSpec, iteration: int,
+                 prompt: str) -> list[dict]:
+    """Every (chosen, rejected) of `chosen_and_rejected` with a strictly higher chosen score is a pair;
+    at most `max_pairs`, drawn deterministically."""
+    chosen, rejected = chosen_and_rejected(current, earlier, spec, iteration)
     pairs = []
     for c in chosen:
         for r in rejected:
@@ -327,6 +359,7 @@ def iteration_stats(candidates: Sequence[dict], executable: Sequence[dict], scor
         "dev_mean": statistics.fmean(accs) if accs else None,
         "dev_median": statistics.median(accs) if accs else None,
         "dev_max": max(accs) if accs else None,
+        **evaluations_saved(scores),
         "pairs": len(pairs),
         "dpo_loss_first": dpo_log.get("loss_first"),
         "dpo_loss_last": dpo_log.get("loss_last"),
@@ -350,16 +383,17 @@ def summary_markdown(summary: dict) -> str:
     lines = [f"# Self-Developing run summary ({summary.get('run') or 'loop'})", "",
              f"M0 dev {_pct(summary['seed_dev'])}; best Task Arithmetic on dev {_pct(summary['ta_best_dev'])} "
              f"(lambda {summary['ta_best_lambda']}); best single expert {_pct(summary['best_expert_dev'])}.", "",
-             "| iter | T | candidates | unique | behaviours | novel | algorithms | executable % | scored | dev mean | median "
-             "| max | pairs | DPO loss |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| iter | T | candidates | unique | behaviours | novel | algorithms | executable % | scored | dropped by racing "
+             "| dev evals saved % | dev mean | median | max | pairs | DPO loss |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for it in summary["iterations"]:
         s = it["stats"]
         loss = "skipped" if s["dpo_skipped"] else (f"{s['dpo_loss_first']:.3f} → {s['dpo_loss_last']:.3f}"
                                                    if s["dpo_loss_first"] is not None else "-")
         lines.append(f"| {it['iteration']} | {s['temperature']:.3f} | {s['candidates']} | {s['unique']} | "
                      f"{s.get('behaviours', '-')} | {s.get('novel_behaviours', '-')} | {s.get('algorithms', '-')} | "
-                     f"{100 * s['executable_rate']:.1f} | {s['scored']} | {_pct(s['dev_mean'])} | "
+                     f"{100 * s['executable_rate']:.1f} | {s['scored']} | {s.get('partial', '-')} | "
+                     f"{_pct(s.get('dev_evaluations_saved'))} | {_pct(s['dev_mean'])} | "
                      f"{_pct(s['dev_median'])} | {_pct(s['dev_max'])} | {s['pairs']} | {loss} |")
     best = summary.get("best")
     lines += ["", "## Best algorithm so far", ""]

@@ -22,6 +22,11 @@ class EvalResult:
     checking_s: float = 0.0
     completions: list[str] = field(default_factory=list)  # what the model wrote, row by row
 
+    @property
+    def evaluated(self) -> int:
+        """Problems answered: n, or fewer when racing dropped the model (`correct` None elsewhere)."""
+        return sum(c is not None for c in self.correct)
+
     def summary(self) -> dict:
         return {
             "accuracy": self.accuracy,

@@ -37,6 +37,13 @@ class ScoreRecord:
     timings: dict = field(default_factory=dict)
     code_hash: str | None = None
     correct: list = field(default_factory=list)
+    # Problems evaluated: n, or fewer when racing dropped the program (accuracy is then the partial
+    # estimate on those problems and `correct` holds None for the others).
+    evaluated: int | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.evaluated is not None and self.evaluated < self.n
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -131,13 +138,16 @@ class MergeScorer:
         return evaluate(self.engine, self.tokenizer, self.rows if rows is None else rows, self.template, self.gen,
                         self.shots, self.task)
 
-    def evaluate_merged(self, merged: Mapping | None, rows: Sequence[dict] | None = None) -> EvalResult:
+    def evaluate_merged(self, merged: Mapping | None, rows: Sequence[dict] | None = None, race=None) -> EvalResult:
         """Accuracy of M0 + merged (M0 itself when merged is None) on the scorer's rows (or `rows`);
-        parameters are written one at a time (a LazyMerge computes each when read) and restored after."""
+        parameters are written one at a time (a LazyMerge computes each when read) and restored after.
+        With a `race` (scorer's rows only), chunk by chunk until its bound drops the merge."""
+        if race is not None and rows is not None:
+            raise ValueError("a race runs on the scorer's own rows")
         try:
             for name in merged or {}:
                 self._apply(name, merged[name])
-            return self.evaluate(rows)
+            return self._race(race) if race is not None else self.evaluate(rows)
         finally:
             self.restore()
 
@@ -152,7 +162,40 @@ class MergeScorer:
         finally:
             self.restore()
 
-    def score_program(self, source: str, probe_first: bool = True) -> ScoreRecord:
+    def chunk_plan(self, seed: int) -> list[list[int]]:
+        """Racing's chunks of the scorer's rows: the generation batches of exhaustive scoring (prompts
+        sorted by length as greedy generation sorts them), in a seeded order (selfdev.scoring.racing)."""
+        from selfdev.scoring.racing import chunk_plan
+
+        lengths = [len(self.template.render(r["question"], self.shots, self.tokenizer)) for r in self.rows]
+        return chunk_plan(lengths, self.gen.batch_size, seed)
+
+    def _race(self, race) -> EvalResult:
+        """The model as it is now on the race's chunks until the bound cuts it: accuracy over the
+        evaluated rows, `correct` aligned to all rows with None where not evaluated."""
+        from selfdev.scoring.racing import partial_estimate, race_program
+
+        seconds = [0.0, 0.0]
+
+        def chunk_bits(chunk):
+            # Rows in the order of the plan (the length order of exhaustive generation): the same batch.
+            res = self.evaluate([self.rows[i] for i in chunk])
+            seconds[0] += res.generation_s
+            seconds[1] += res.checking_s
+            return res.correct
+
+        correct, evaluated = race_program(race, self.chunk_plan(race.seed), chunk_bits)
+        by_skill: dict[str, list[bool]] = {}
+        for row, ok in zip(self.rows, correct):
+            if ok is not None:
+                by_skill.setdefault(row.get("skill", "all"), []).append(ok)
+        per_skill = {k: sum(v) / len(v) for k, v in sorted(by_skill.items())}
+        hits = sum(1 for ok in correct if ok)
+        return EvalResult(partial_estimate(hits, evaluated), len(self.rows), correct, per_skill, *seconds)
+
+    def score_program(self, source: str, probe_first: bool = True, race=None) -> ScoreRecord:
+        """M0 + the program's merge scored on the scorer's rows; with a `race`
+        (selfdev.scoring.racing.Race) chunk by chunk until its bound drops the program."""
         if self.limits is None:
             raise ValueError("this scorer has no sandbox limits: it scores trusted merges only")
         timings: dict[str, float] = {}
@@ -170,9 +213,9 @@ class MergeScorer:
                 return ScoreRecord(False, outcome.category, outcome.reason, None, len(self.rows), timings=timings,
                                    code_hash=code_hash)
             t0 = time.perf_counter()
-            result = self.evaluate()
+            result = self._race(race) if race is not None else self.evaluate()
         timings["eval_s"] = time.perf_counter() - t0
         timings["generation_s"] = result.generation_s
         timings["checking_s"] = result.checking_s
         return ScoreRecord(True, "ok", "", result.accuracy, result.n, result.per_skill, timings, code_hash,
-                           result.correct)
+                           result.correct, result.evaluated)

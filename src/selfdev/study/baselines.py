@@ -11,12 +11,13 @@ Baselines are trusted project code, so they run in-process, not in the sandbox.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
-BASELINE_V = "selfdev.baseline.v1"
+BASELINE_V = "selfdev.baseline.v2"
 SINGLES_V = "selfdev.singles.v1"
 MULTITASK_MODEL = "multitask"  # the multi-task upper bound's row among the single models
 
@@ -125,13 +126,13 @@ def grid(method: str, size: int, lambda_range: Sequence[float], density_range: S
     return [{}]
 
 
-def random_configs(method: str, n: int, n_experts: int, lambda_range: Sequence[float],
-                   density_range: Sequence[float], weight_range: Sequence[float], seed: int) -> list[dict]:
-    """`n` configurations drawn uniformly from the method's space (plus per-expert weights)."""
+def config_stream(method: str, n_experts: int, lambda_range: Sequence[float], density_range: Sequence[float],
+                  weight_range: Sequence[float], seed: int) -> Iterator[dict]:
+    """Configurations drawn uniformly from the method's space (plus per-expert weights), one after
+    another from one seeded stream: any prefix is the same whatever the budget."""
     rng = random.Random(seed)
     spec = METHODS[method]
-    out = []
-    for _ in range(n):
+    while True:
         cfg: dict = {}
         if "lambda" in spec.searchable:
             cfg["lambda"] = round(rng.uniform(*lambda_range), 6)
@@ -141,20 +142,44 @@ def random_configs(method: str, n: int, n_experts: int, lambda_range: Sequence[f
             cfg["select_topk"] = round(rng.uniform(*density_range), 6)
         if method in WEIGHTED:
             cfg["weights"] = [round(rng.uniform(*weight_range), 6) for _ in range(n_experts)]
-        out.append(cfg)
-    return out
+        yield cfg
 
 
-def tune(method: str, configs: Sequence[dict], evaluate_dev: Callable[[dict], float]) -> tuple[list[dict], dict]:
-    """Every configuration's dev accuracy and the best one (first of equals: deterministic)."""
-    rows = [{"params": c, "dev_accuracy": evaluate_dev(c)} for c in configs]
-    best = max(rows, key=lambda r: r["dev_accuracy"])  # max keeps the first of ties
+def random_configs(method: str, n: int, n_experts: int, lambda_range: Sequence[float],
+                   density_range: Sequence[float], weight_range: Sequence[float], seed: int) -> list[dict]:
+    """The first `n` configurations of `config_stream`."""
+    return list(itertools.islice(config_stream(method, n_experts, lambda_range, density_range, weight_range, seed), n))
+
+
+def tune(method: str, configs: Iterable[dict], evaluate_dev: Callable[[dict], "float | tuple[float, int, int]"],
+         budget: int | None = None) -> tuple[list[dict], dict]:
+    """Configurations' dev accuracies and the best one (first of equals: deterministic).
+
+    `evaluate_dev` gives an accuracy, or (accuracy, problems evaluated, problems in dev) when racing
+    may stop early (a partial row: its estimate is below the best full score, see
+    selfdev.scoring.racing). With a `budget` (problem evaluations), configurations are drawn until it
+    is spent; the last one runs to its end, so at most one configuration's evaluations over."""
+    rows: list[dict] = []
+    spent = 0
+    for c in configs:
+        if budget is not None and spent >= budget:
+            break
+        got = evaluate_dev(c)
+        acc, evaluated, n = got if isinstance(got, tuple) else (got, None, None)
+        rows.append({"params": c, "dev_accuracy": acc, "dev_evaluated": evaluated, "partial": evaluated != n})
+        spent += evaluated or 0
+    full = [r for r in rows if not r["partial"]]
+    if not full:
+        raise ValueError(f"{method}: no configuration was scored on all of dev")
+    best = max(full, key=lambda r: r["dev_accuracy"])  # max keeps the first of ties
     return rows, best
 
 
-def tune_and_test(scorer, method: str, mode: str, configs: Sequence[dict], test_rows: Sequence[dict],
-                  seed: int, family: str, progress=None) -> dict:
-    """Tune `method` over `configs` on the scorer's (dev) rows, then score the best once on test."""
+def tune_and_test(scorer, method: str, mode: str, configs: Iterable[dict], test_rows: Sequence[dict],
+                  seed: int, family: str, progress=None, budget: int | None = None, race=None) -> dict:
+    """Tune `method` over `configs` on the scorer's (dev) rows (within `budget` problem evaluations
+    when given; each configuration raced against the best so far when `race` is a
+    selfdev.scoring.racing.Race with one pool of k 1), then score the best once on test."""
     from selfdev.study.stats import bits
 
     names = scorer.tvs.names
@@ -162,25 +187,28 @@ def tune_and_test(scorer, method: str, mode: str, configs: Sequence[dict], test_
     def merged(params: dict) -> dict:
         return merged_by(method, params, names, scorer.base, scorer.tvs.get, seed)
 
-    def dev(params: dict) -> float:
-        acc = scorer.evaluate_merged(merged(params)).accuracy
+    def dev(params: dict):
+        res = scorer.evaluate_merged(merged(params), race=race)
         if progress:
             progress.update(1)
-        return acc
+        return res.accuracy, res.evaluated, res.n
 
     t0 = time.perf_counter()
-    rows, best = tune(method, configs, dev)
+    rows, best = tune(method, configs, dev, budget)
     test = scorer.evaluate_merged(merged(best["params"]), rows=test_rows)
     return {"schema_version": BASELINE_V, "family": family, "method": method, "mode": mode,
-            "n_evaluations": len(rows), "evaluations": rows, "best_params": best["params"],
+            "n_evaluations": len(rows), "dev_problem_evaluations": sum(r["dev_evaluated"] for r in rows),
+            "budget": budget, "evaluations": rows, "best_params": best["params"],
             "dev_accuracy": best["dev_accuracy"], "test_accuracy": test.accuracy, "n_test": test.n,
             "test_correct": bits(test.correct), "seconds": time.perf_counter() - t0}
 
 
 def discovery_budget(score_tables_per_run: Sequence[Sequence[Sequence[dict]]]) -> int:
-    """Dev evaluations one discovery run used: programs it scored itself (reused scores are free),
-    averaged over runs (seeds) and rounded."""
-    counts = [sum(1 for rows in run for r in rows if r.get("status") == "new" and r.get("executable"))
+    """Problem evaluations on dev one discovery run used: those of the programs it scored itself
+    (reused scores are free; a program racing dropped counts the problems it saw), averaged over
+    runs (seeds) and rounded."""
+    counts = [sum(r["dev_evaluated"] or 0 for rows in run for r in rows
+                  if r.get("status") == "new" and r.get("executable"))
               for run in score_tables_per_run]
     if not counts:
         raise ValueError("no discovery run to match the budget of")

@@ -71,26 +71,30 @@ def baseline_step(*, config: dict, family: str, method: str, mode: str, seed_dir
     from selfdev.io import read_jsonl
     from selfdev.lm import set_threads
     from selfdev.loop.steps import _progress
+    from selfdev.scoring.racing import Race
 
     set_threads(threads)
     b = config["baselines"]
     scorer = make_scorer(config, seed_dir, task_vectors, dev_path, shots_path)
+    budget = None
     if mode == "grid":
         configs = baselines.grid(method, b["grid_size"], b["lambda_range"], b["density_range"])
     elif mode == "budget":
         runs = [[io.read_table(p, loop.SCORES_V) for p in paths] for paths in budget_score_paths]
-        n = baselines.discovery_budget(runs)
-        configs = baselines.random_configs(method, n, len(task_vectors), b["lambda_range"], b["density_range"],
-                                        b["weight_range"], derive_seed(config["seed"], "baseline", method))
+        budget = baselines.discovery_budget(runs)
+        configs = baselines.config_stream(method, len(task_vectors), b["lambda_range"], b["density_range"],
+                                          b["weight_range"], derive_seed(config["seed"], "baseline", method))
     else:
         raise ValueError(f"baseline mode must be 'grid' or 'budget', got {mode!r}")
-    with _progress(len(configs), f"{method} {mode} on {family}") as bar:
+    # Only the best configuration matters: racing against the best so far keeps it exactly.
+    race = Race(len(scorer.rows), [(1, [])], derive_seed(config["seed"], "racing")) if config["loop"]["racing"] else None
+    with _progress(len(configs) if budget is None else None, f"{method} {mode} on {family}") as bar:
         # DARE's random drops: one fixed stream per method, the same for every configuration.
         record = baselines.tune_and_test(scorer, method, mode, configs, read_jsonl(test_path),
-                                      derive_seed(config["seed"], "dare", method), family,
-                                      bar)
+                                         derive_seed(config["seed"], "dare", method), family, bar, budget, race)
     write_json(record, out_path)
-    return {k: record[k] for k in ("method", "mode", "n_evaluations", "dev_accuracy", "test_accuracy")}
+    return {k: record[k] for k in ("method", "mode", "n_evaluations", "dev_problem_evaluations", "budget",
+                                   "dev_accuracy", "test_accuracy")}
 
 
 def singles_step(*, config: dict, family: str, seed_dir: str, expert_dirs: Sequence[str], dev_path: str,

@@ -16,7 +16,7 @@ from selfdev.study.stats import Interval, bits, bootstrap_mean, from_bits, paire
 
 FINAL_V = "selfdev.final_test.v1"
 LEADERBOARD_V = "selfdev.leaderboard.v1"
-BASELINES_V = "selfdev.baselines_table.v1"
+BASELINES_V = "selfdev.baselines_table.v2"
 TRANSFER_V = "selfdev.transfer.v1"
 ARMS_V = "selfdev.arms.v1"
 STUDY_V = "selfdev.study.v1"
@@ -26,7 +26,8 @@ FINAL_COLUMNS = ("arm", "seed", "rank", "candidate_id", "iteration", "code_hash"
                  "code", "factory")
 TRANSFER_COLUMNS = ("rank", "candidate_id", "code_hash", "discovery_dev", "executable", "category", "reason",
                     "dev_accuracy", "test_accuracy", "test_low", "test_high", "n_test", "test_correct", "body")
-BASELINE_COLUMNS = ("family", "model", "method", "mode", "n_evaluations", "params", "dev_accuracy",
+BASELINE_COLUMNS = ("family", "model", "method", "mode", "n_evaluations", "dev_problem_evaluations", "params",
+                    "dev_accuracy",
                     "test_accuracy", "test_low", "test_high", "n_test", "test_correct")
 
 
@@ -50,11 +51,13 @@ def baseline_rows(records: Sequence[dict], singles: Sequence[dict], n_boot: int,
     for s in singles:
         for m in s["rows"]:
             rows.append(with_ci({"family": s["family"], "model": m["model"], "method": "single", "mode": "-",
-                                 "n_evaluations": 0, "params": "{}", "dev_accuracy": m["dev_accuracy"],
+                                 "n_evaluations": 0, "dev_problem_evaluations": 0, "params": "{}",
+                                 "dev_accuracy": m["dev_accuracy"],
                                  "test_accuracy": m["test_accuracy"]}, from_bits(m["test_correct"]), n_boot, level))
     for r in records:
         rows.append(with_ci({"family": r["family"], "model": "merged", "method": r["method"], "mode": r["mode"],
-                             "n_evaluations": r["n_evaluations"], "params": json.dumps(r["best_params"]),
+                             "n_evaluations": r["n_evaluations"],
+                             "dev_problem_evaluations": r["dev_problem_evaluations"], "params": json.dumps(r["best_params"]),
                              "dev_accuracy": r["dev_accuracy"], "test_accuracy": r["test_accuracy"]},
                             from_bits(r["test_correct"]), n_boot, level))
     return rows
@@ -248,11 +251,14 @@ def leaderboard_markdown(rows: Sequence[dict], level: float) -> str:
 
 
 def baselines_markdown(rows: Sequence[dict], family: str, title: str) -> str:
-    lines = [f"# {title}", "", "| model | method | mode | dev evals | params | dev | test [CI] |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [f"# {title}", "", "Budget-matched searches draw configurations until they have spent the problem "
+             "evaluations on dev of one discovery run (racing counts what a dropped program saw).", "",
+             "| model | method | mode | configurations | dev problem evals | params | dev | test [CI] |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["family"] == family:
-            lines.append(f"| {r['model']} | {r['method']} | {r['mode']} | {r['n_evaluations']} | {r['params']} | "
+            lines.append(f"| {r['model']} | {r['method']} | {r['mode']} | {r['n_evaluations']} | "
+                         f"{r['dev_problem_evaluations']} | {r['params']} | "
                          f"{_pct(r['dev_accuracy'])} | {_ci(r)} |")
     return "\n".join(lines) + "\n"
 
