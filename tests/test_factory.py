@@ -23,6 +23,22 @@ def test_sampling_is_seeded_and_yields_valid_programs(tiny_factory):
     assert len(valid) >= 4, bodies
 
 
+def test_shared_prompt_prefill_keeps_the_samples(tiny_factory, monkeypatch):
+    """Prefilling a batch's shared prompt once (the default) samples exactly what prefilling every row
+    does, for the same seed: a speed-up that does not alter candidates."""
+    import selfdev.loop.factory as factory
+
+    model, tok = load_factory(tiny_factory)
+    spec = SamplingSpec(n=8, temperature=0.9, top_p=0.95, max_new_tokens=60, batch_size=4, seed=11)
+    calls = []
+    real = factory._shared_prefix
+    monkeypatch.setattr(factory, "_shared_prefix", lambda *a: calls.append(a[2]) or real(*a))
+    shared = [c for c, _ in sample_completions(model, tok, MICRO_PROMPT, spec)]
+    assert calls == [4, 4]  # one prefill per batch
+    plain = [c for c, _ in sample_completions(model, tok, MICRO_PROMPT, spec, share_prefix=False)]
+    assert shared == plain and len(set(shared)) > 1
+
+
 def _weights(path):
     from safetensors.torch import load_file
 
