@@ -102,6 +102,7 @@ class MergeScorer:
         if missing:
             raise ValueError(f"task vectors name parameters the seed model lacks: {missing[:5]}")
         self._dirty: set[str] = set()
+        self._plans: dict[int, list[list[int]]] = {}
 
     @property
     def model(self):
@@ -167,14 +168,18 @@ class MergeScorer:
         sorted by length as greedy generation sorts them), in a seeded order (selfdev.scoring.racing)."""
         from selfdev.scoring.racing import chunk_plan
 
-        lengths = [len(self.template.render(r["question"], self.shots, self.tokenizer)) for r in self.rows]
-        return chunk_plan(lengths, self.gen.batch_size, seed)
+        if seed not in self._plans:
+            lengths = [len(self.template.render(r["question"], self.shots, self.tokenizer)) for r in self.rows]
+            self._plans[seed] = chunk_plan(lengths, self.gen.batch_size, seed)
+        return self._plans[seed]
 
     def _race(self, race) -> EvalResult:
         """The model as it is now on the race's chunks until the bound cuts it: accuracy over the
         evaluated rows, `correct` aligned to all rows with None where not evaluated."""
         from selfdev.scoring.racing import partial_estimate, race_program
 
+        if race.n != len(self.rows):
+            raise ValueError(f"the race is over {race.n} problems, the scorer has {len(self.rows)}")
         seconds = [0.0, 0.0]
 
         def chunk_bits(chunk):
