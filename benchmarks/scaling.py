@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -95,10 +96,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_exhaustive:
             config = validate_config({**cfg, "results": str(work / "results")})
             cwd = Path.cwd()
-            try:  # the config's relative paths (prompts) are relative to the working directory
-                import os
-
-                os.chdir(work)
+            try:  # the config's relative paths (the shipped prompts) are the repository's, as in common.smk
+                os.chdir(REPO)
                 row.update(exhaustive_check(config, it_dir, work / f"exhaustive_n{n}.parquet"))
             finally:
                 os.chdir(cwd)
