@@ -7,8 +7,9 @@
     python benchmarks/profile_default.py --workdir AFTER --before BEFORE --markdown
         the before/after table for the README (stage wall and CPU seconds, critical path, idle cores).
 
-Reads Snakemake's per-job benchmark files (wall `s` and `cpu_time`) and its log (start and finish
-of each job at one-second resolution, its threads, inputs and outputs). Prints wall and CPU seconds
+Reads Snakemake's per-job benchmark files (wall `s`), each job's log (its last line: the job's CPU
+seconds, selfdev.io.logged) and Snakemake's log (start and finish of each job at one-second
+resolution, its threads, inputs and outputs). Prints wall and CPU seconds
 per rule and per stage, the critical path (the chain of dependent jobs with the largest summed wall
 time: no scheduling can finish sooner on any number of cores), and idle-core time: core-seconds with
 no job scheduled (cores x wall - sum of threads x job wall) and core-seconds with no CPU work
@@ -57,6 +58,7 @@ class Job:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     benchmark: str | None = None
+    log: str | None = None
     wall: float | None = None
     cpu: float | None = None
 
@@ -102,19 +104,30 @@ def parse_log(text: str) -> tuple[list[Job], int]:
             setattr(current, key + "s", [v.strip() for v in value.split(",") if v.strip()])
         elif key == "benchmark":
             current.benchmark = value
+        elif key == "log":
+            current.log = value.split(",")[0].strip()
     return [j for j in jobs.values() if j.end is not None], cores
 
 
 def attach_benchmarks(jobs: list[Job], workdir: Path) -> None:
-    """Each job's wall and CPU seconds from its benchmark TSV (first data row)."""
+    """Each job's wall seconds from its benchmark TSV, and its CPU seconds from the last line its log
+    ends on (`selfdev: cpu_seconds X`, written by selfdev.io.logged: this process and its sandboxes).
+    Snakemake's own `cpu_time` samples every 30 s after the first few and misses the end of longer
+    jobs, so it is used only for a job whose log lacks the line."""
+    from selfdev.io import CPU_LINE
+
     for j in jobs:
         tsv = workdir / j.benchmark if j.benchmark else None
-        if tsv is None or not tsv.is_file():
-            continue
-        head, row = tsv.read_text().splitlines()[:2]
-        vals = dict(zip(head.split("\t"), row.split("\t")))
-        j.wall = float(vals["s"])
-        j.cpu = float(vals["cpu_time"]) if vals.get("cpu_time", "NA") not in ("NA", "-") else None
+        if tsv is not None and tsv.is_file():
+            head, row = tsv.read_text().splitlines()[:2]
+            vals = dict(zip(head.split("\t"), row.split("\t")))
+            j.wall = float(vals["s"])
+            j.cpu = float(vals["cpu_time"]) if vals.get("cpu_time", "NA") not in ("NA", "-") else None
+        log = workdir / j.log if j.log else None
+        if log is not None and log.is_file():
+            lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.startswith(CPU_LINE)]
+            if lines:
+                j.cpu = float(lines[-1].split()[-1])
 
 
 def critical_path(jobs: list[Job]) -> list[Job]:

@@ -107,3 +107,19 @@ def test_toy_problems_are_gsm8k_format_and_correct():
     assert all(int(r["answer"].split("+")[1].split("=")[0]) <= spec.b_restricted.hi for r in restricted)
     with pytest.raises(ValueError, match="unknown skill"):
         toydata.make_problem(__import__("random").Random(0), "pow")
+
+
+def test_rule_log_ends_on_the_jobs_cpu_seconds(tmp_path):
+    """A rule's log ends on its CPU seconds (children included): benchmarks/profile_default.py reads it."""
+    import subprocess
+    import sys
+
+    from selfdev.io import CPU_LINE, logged
+
+    log = tmp_path / "job.log"
+    with logged(log):
+        print("working")
+        subprocess.run([sys.executable, "-c", "sum(i * i for i in range(4_000_000))"], check=True)
+    lines = log.read_text().splitlines()
+    assert lines[0] == "working" and lines[-1].startswith(CPU_LINE)
+    assert float(lines[-1].split()[-1]) > 0.1  # the child's loop counts

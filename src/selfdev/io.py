@@ -230,9 +230,22 @@ class SafetensorsFile:
 
 
 # --- workflow logs --------------------------------------------------------------------------------
+CPU_LINE = "selfdev: cpu_seconds"
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) this process and its waited-for children (sandboxes) used so far."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 @contextlib.contextmanager
 def logged(log_path: str | os.PathLike) -> Iterator[None]:
-    """Send stdout/stderr (progress bars, warnings, tracebacks) to the rule's log file."""
+    """Send stdout/stderr (progress bars, warnings, tracebacks) to the rule's log file; its last line
+    gives the job's CPU seconds (`selfdev: cpu_seconds X`, read by benchmarks/profile_default.py:
+    Snakemake's benchmark files sample CPU time every 30 s and miss the end of longer jobs)."""
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as fh:
         old = sys.stdout, sys.stderr
@@ -245,4 +258,5 @@ def logged(log_path: str | os.PathLike) -> Iterator[None]:
             traceback.print_exc(file=fh)
             raise
         finally:
+            print(f"{CPU_LINE} {cpu_seconds():.2f}", file=fh)
             sys.stdout, sys.stderr = old
