@@ -109,26 +109,32 @@ def world_section(results: Path) -> list[str]:
 
 
 def loop_section(results: Path) -> list[str]:
+    """Per arm and iteration: executable rate and unique / behaviours / novel for every seed (s0 / s1 / ...),
+    and the dev mean over every seed's programs with its interval."""
     arms = json.loads((results / "final" / "arms.json").read_text())
     names = list(arms["arms"])
-    summaries = {a: json.loads((results / "loop" / a / "seed0" / "summary.json").read_text()) for a in names}
-    head = "| iteration | T | " + " | ".join(f"{a} executable % | {a} unique / behaviours / novel | {a} dev mean [95% CI]"
+    seeds = sorted({s for a in names for s in arms["arms"][a]["seeds"]})
+    runs = {(a, s): json.loads((results / "loop" / a / f"seed{s}" / "summary.json").read_text())
+            for a in names for s in seeds}
+    label = "seed 0" if len(seeds) == 1 else "seeds " + " / ".join(str(s) for s in seeds)
+    head = "| iteration | T | " + " | ".join(f"{a} executable % | {a} behaviours (novel) | {a} dev mean [95% CI]"
                                            for a in names) + " |"
-    lines = ["", f"- **Loop** (N = {summaries[names[0]]['iterations'][0]['stats']['candidates']} per iteration, seed 0):",
+    first = runs[(names[0], seeds[0])]
+    lines = ["", f"- **Loop** (N = {first['iterations'][0]['stats']['candidates']} per iteration; executable % and "
+             f"distinct behaviours (novel ones) per seed, {label}; dev mean over every seed's programs):",
              "", "  " + head, "  |" + "---|" * (2 + 3 * len(names))]
-    for i, it in enumerate(summaries[names[0]]["iterations"]):
+    for i, it in enumerate(first["iterations"]):
         cells = [str(it["iteration"]), f"{it['stats']['temperature']:.3f}"]
         for a in names:
-            s = summaries[a]["iterations"][i]["stats"]
+            stats = [runs[(a, s)]["iterations"][i]["stats"] for s in seeds]
             d = arms["arms"][a]["iterations"][i]
-            cells += [f"{100 * s['executable_rate']:.1f}",
-                      f"{s['unique']} / {s.get('behaviours', '-')} / {s.get('novel_behaviours', '-')}",
+            cells += [" / ".join(f"{100 * st['executable_rate']:.0f}" for st in stats),
+                      " / ".join(f"{st.get('behaviours', '-')} ({st.get('novel_behaviours', '-')})" for st in stats),
                       f"{_pct(d['dev_mean'])} [{_pct(d['dev_low'])}, {_pct(d['dev_high'])}]"]
         lines.append("  | " + " | ".join(cells) + " |")
-    best = {a: summaries[a]["best"] for a in names}
-    lines += ["", "  Best dev: " + "; ".join(
-        f"{a} {_pct(b['dev_accuracy'])} (`{b['body'].strip().splitlines()[-1].strip()}`)" for a, b in best.items() if b)
-        + "."]
+    lines += ["", "  Best dev (seed by seed): " + "; ".join(
+        f"{a} " + ", ".join(f"{_pct(b['dev_accuracy'])} (`{b['body'].strip().splitlines()[-1].strip()}`)"
+                            for b in (runs[(a, s)]["best"] for s in seeds) if b) for a in names) + "."]
     return lines
 
 
