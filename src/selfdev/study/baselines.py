@@ -189,7 +189,7 @@ def tune_and_test(scorer, method: str, mode: str, configs: Iterable[dict], test_
 
     def dev(params: dict):
         res = scorer.evaluate_merged(merged(params), race=race)
-        if progress:
+        if progress is not None:  # a tqdm without a total (budget mode) has no truth value
             progress.update(1)
         return res.accuracy, res.evaluated, res.n
 
