@@ -9,6 +9,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# This checkout's package first, as the Snakefile does for its jobs: a benchmark run from a clone reads
+# the tables its jobs wrote with the same code (not an editable install of another checkout).
+if str(REPO / "src") not in sys.path:
+    sys.path.insert(0, str(REPO / "src"))
 
 
 def rule_seconds(bench_dir: Path) -> dict[str, float]:
