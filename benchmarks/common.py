@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,33 @@ REPO = Path(__file__).resolve().parents[1]
 # the tables its jobs wrote with the same code (not an editable install of another checkout).
 if str(REPO / "src") not in sys.path:
     sys.path.insert(0, str(REPO / "src"))
+
+
+# A timestamp line of a Snakemake log, e.g. "[Fri Nov 27 23:25:39 2026]".
+LOG_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$", re.M)
+
+
+def stamp_seconds(stamp: str) -> float:
+    """A Snakemake log timestamp (the text inside the brackets) as seconds since the epoch."""
+    from datetime import datetime
+
+    return datetime.strptime(stamp, "%a %b %d %H:%M:%S %Y").timestamp()
+
+
+def finished_logs(workdir: Path) -> list[Path]:
+    """Snakemake logs of the runs in `workdir` that finished, oldest first (the HTML report's inner
+    `snakemake --report` runs no job, so it never logs "(100%) done")."""
+    return [p for p in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
+            if "(100%) done" in p.read_text()]
+
+
+def wall_from_log(workdir: Path) -> float | None:
+    """Wall seconds of the newest finished run in `workdir`: its first to its last timestamp."""
+    for log in reversed(finished_logs(workdir)):
+        stamps = LOG_STAMP.findall(log.read_text())
+        if len(stamps) >= 2:
+            return stamp_seconds(stamps[-1]) - stamp_seconds(stamps[0])
+    return None
 
 
 def rule_seconds(bench_dir: Path) -> dict[str, float]:

@@ -22,11 +22,10 @@ import argparse
 import re
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import run_workflow  # noqa: E402
+from common import LOG_STAMP, finished_logs, run_workflow, stamp_seconds  # noqa: E402
 
 # Stages by rule name (the first matching prefix of the benchmark file's stem wins).
 STAGES = (
@@ -42,8 +41,6 @@ STAGES = (
     ("final test + transfer", ("final_test_", "transfer")),
     ("study, plots, report", ("study", "plots", "report_html", "summary_", "run_summary")),
 )
-_STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
-_FMT = "%a %b %d %H:%M:%S %Y"
 
 
 @dataclass
@@ -81,8 +78,8 @@ def parse_log(text: str) -> tuple[list[Job], int]:
     stamp: float | None = None
     current: Job | None = None
     for line in text.splitlines():
-        if m := _STAMP.match(line):
-            stamp = datetime.strptime(m.group(1), _FMT).timestamp()
+        if m := LOG_STAMP.match(line):
+            stamp = stamp_seconds(m.group(1))
             continue
         if m := re.match(r"^(?:local)?rule (\w+):$", line):
             current = Job(-1, m.group(1), stamp or 0.0)
@@ -187,8 +184,7 @@ class Profile:
 
 def load_profile(workdir: Path) -> Profile:
     """The profile of the newest finished run in `workdir` (its log that reached 100%)."""
-    logs = [p for p in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
-            if "(100%) done" in p.read_text()]
+    logs = finished_logs(workdir)
     if not logs:
         raise FileNotFoundError(f"no finished Snakemake log in {workdir}/.snakemake/log")
     jobs, cores = parse_log(logs[-1].read_text())

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, rule_seconds, run_workflow  # noqa: E402
+from common import REPO, rule_seconds, run_workflow, wall_from_log  # noqa: E402
 
 STAGES = ("world_split", "expert_data", "world_seed", "world_expert", "task_vector", "world_report", "check",
           "score_algorithm", "factory_initial", "factory_warmup", "sample", "filter", "score", "pairs", "dpo",
@@ -70,21 +70,6 @@ def _machine() -> str:
     pinned = {k: os.environ.get(k) for k in selfdev.PINNED_CPU_ENV}
     return (f"{cpu}, {os.cpu_count()} cores; torch {torch.__version__} kernels "
             f"{torch.backends.cpu.get_cpu_capability()}; " + ", ".join(f"{k}={v}" for k, v in pinned.items()))
-
-
-def _wall(results: Path) -> float | None:
-    """Wall seconds of the newest finished `snakemake` run in the folder above `results`."""
-    from datetime import datetime
-
-    # The HTML report's inner `snakemake --report` runs no job, so it never logs "(100%) done".
-    logs = [p for p in sorted((results.resolve().parent / ".snakemake" / "log").glob("*.snakemake.log"))
-            if "(100%) done" in p.read_text()]
-    for log in reversed(logs):
-        stamps = re.findall(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$", log.read_text(), re.M)
-        if len(stamps) >= 2:
-            fmt = "%a %b %d %H:%M:%S %Y"
-            return (datetime.strptime(stamps[-1], fmt) - datetime.strptime(stamps[0], fmt)).total_seconds()
-    return None
 
 
 def world_section(results: Path) -> list[str]:
@@ -222,7 +207,7 @@ def seeds_section(results: Path) -> list[str]:
 
 def time_section(results: Path) -> list[str]:
     secs = rule_seconds(results / "benchmarks")
-    wall = _wall(results)
+    wall = wall_from_log(results.resolve().parent)
     top = sorted(secs.items(), key=lambda kv: -kv[1])[:6]
     stages: dict[str, list[float]] = {}
     for name, sec in secs.items():

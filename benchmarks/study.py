@@ -15,13 +15,11 @@ budget-matched baseline on test, end to end <= 25 min on 2 cores. Prints figures
 from __future__ import annotations
 
 import json
-import re
 import sys
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import parse_args, rule_seconds, run_workflow  # noqa: E402
+from common import parse_args, rule_seconds, run_workflow, wall_from_log  # noqa: E402
 
 STAGES = (("world", ("world_", "expert_data_", "task_vector_")), ("reference programs", ("check_", "score_mean", "score_task",
                                                                         "score_ties", "score_tsv", "score_iso",
@@ -33,19 +31,6 @@ STAGES = (("world", ("world_", "expert_data_", "task_vector_")), ("reference pro
           ("baselines", ("baseline_", "singles_")),
           ("final + transfer", ("final_test_", "transfer")), ("study, plots, report", ("study", "plots", "report_html",
                                                                                      "summary_")))
-
-
-def _wall_from_log(workdir: Path) -> float | None:
-    # The newest log of a run that finished (the report's inner `snakemake --report` logs too).
-    logs = [p for p in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
-            if "(100%) done" in p.read_text()]
-    if not logs:
-        return None
-    stamps = re.findall(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$", logs[-1].read_text(), re.M)
-    if len(stamps) < 2:
-        return None
-    fmt = "%a %b %d %H:%M:%S %Y"
-    return (datetime.strptime(stamps[-1], fmt) - datetime.strptime(stamps[0], fmt)).total_seconds()
 
 
 def _pct(x) -> str:
@@ -111,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         results, wall = run_workflow(args.workdir, args.configfile)
     else:
         results = Path(args.results)
-        wall = _wall_from_log(results.resolve().parent)
+        wall = wall_from_log(results.resolve().parent)
     report(results, wall)
 
 
