@@ -93,3 +93,34 @@ def load_bench_config(doc: str, repeats: int, argv: list[str] | None):
     config = load_config(args.config)
     torch.set_num_threads(config["threads"])
     return args, config
+
+
+def exhaustive_check(config: dict, it_dir: Path, earlier: list[Path], out: Path, iteration: int,
+                     earlier_raced: list[Path] | None = None) -> dict:
+    """One raced iteration (`it_dir`) scored again without racing, in-process (same engine, the config's
+    threads), with `earlier` the exhaustive tables of its earlier iterations: seconds, problem evaluations,
+    and whether this iteration's top programs (study.top_k) and chosen programs equal racing's (racing's
+    chosen computed with `earlier_raced`, the run's own earlier tables)."""
+    from selfdev import io
+    from selfdev.loop import tables as loop
+    from selfdev.loop.steps import score_step
+    from selfdev.scoring.programs import world_inputs
+
+    files = world_inputs(config, "dev")
+    t0 = time.perf_counter()
+    score_step(config={**config, "loop": {**config["loop"], "racing": False}},
+               candidates=str(it_dir / "candidates.parquet"), executable=str(it_dir / "executable.parquet"),
+               earlier_scores=[str(p) for p in earlier], seed_dir=files["seed_dir"],
+               task_vectors=files["task_vectors"], rows=files["rows"], shots=files["shots"], out_path=str(out),
+               threads=config["threads"])
+    seconds = time.perf_counter() - t0
+    raced, full = io.read_table(it_dir / "scores.parquet", loop.SCORES_V), io.read_table(out, loop.SCORES_V)
+    read = lambda paths: [io.read_table(p, loop.SCORES_V) for p in paths]  # noqa: E731
+    k = config["study"]["top_k"]
+    spec = loop.PairSpec.from_config(config["loop"], 0)
+    ids = lambda rows: [r["candidate_id"] for r in rows]  # noqa: E731
+    chosen_raced = loop.chosen_and_rejected(raced, read(earlier_raced or []), spec, iteration)[0]
+    chosen_full = loop.chosen_and_rejected(full, read(earlier), spec, iteration)[0]
+    return {"exhaustive_s": seconds, "same_top_k": ids(loop.best_programs(raced, k)) == ids(loop.best_programs(full, k)),
+            "same_chosen": ids(chosen_raced) == ids(chosen_full),
+            "exhaustive_evaluations": loop.evaluations_saved(full)["dev_evaluations"]}

@@ -26,38 +26,12 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, rule_seconds  # noqa: E402
+from common import REPO, exhaustive_check, rule_seconds  # noqa: E402
 
 
 def _snakemake(workdir: Path, configfile: Path, target: str) -> None:
     subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
                     "--cores", "all", "--configfile", str(configfile), "--", target], check=True)
-
-
-def exhaustive_check(config: dict, it_dir: Path, out: Path) -> dict:
-    """Iteration 1 scored again without racing: seconds, and whether the top programs and the chosen
-    ones equal racing's."""
-    from selfdev import io
-    from selfdev.loop import tables as loop
-    from selfdev.loop.steps import score_step
-    from selfdev.scoring.programs import world_inputs
-
-    files = world_inputs(config, "dev")
-    t0 = time.perf_counter()
-    score_step(config={**config, "loop": {**config["loop"], "racing": False}}, candidates=str(it_dir / "candidates.parquet"),
-               executable=str(it_dir / "executable.parquet"), earlier_scores=[], seed_dir=files["seed_dir"],
-               task_vectors=files["task_vectors"], rows=files["rows"], shots=files["shots"], out_path=str(out),
-               threads=config["threads"])
-    seconds = time.perf_counter() - t0
-    raced, full = io.read_table(it_dir / "scores.parquet", loop.SCORES_V), io.read_table(out, loop.SCORES_V)
-    k = config["study"]["top_k"]
-    spec = loop.PairSpec.from_config(config["loop"], 0)
-    same_top = ([r["candidate_id"] for r in loop.best_programs(raced, k)]
-                == [r["candidate_id"] for r in loop.best_programs(full, k)])
-    same_chosen = ([r["candidate_id"] for r in loop.chosen_and_rejected(raced, [], spec, 1)[0]]
-                   == [r["candidate_id"] for r in loop.chosen_and_rejected(full, [], spec, 1)[0]])
-    return {"exhaustive_s": seconds, "same_top_k": same_top, "same_chosen": same_chosen,
-            "exhaustive_evaluations": loop.evaluations_saved(full)["dev_evaluations"]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             cwd = Path.cwd()
             try:  # the config's relative paths (the shipped prompts) are the repository's, as in common.smk
                 os.chdir(REPO)
-                row.update(exhaustive_check(config, it_dir, work / f"exhaustive_n{n}.parquet"))
+                row.update(exhaustive_check(config, it_dir, [], work / f"exhaustive_n{n}.parquet", 1))
             finally:
                 os.chdir(cwd)
         rows.append(row)

@@ -135,6 +135,8 @@ def _check_racing(config: dict, loop_dir: Path, tmp_path: Path) -> None:
     from selfdev import io
     from selfdev.loop import tables as loop
     from selfdev.loop.steps import score_step
+    from selfdev.lm import GenerationSpec
+    from selfdev.scoring.evaluate import evaluate
     from selfdev.scoring.programs import make_scorer
 
     files = world_inputs(config, "dev")
@@ -172,7 +174,13 @@ def _check_racing(config: dict, loop_dir: Path, tmp_path: Path) -> None:
         assert len(plan) == 5
         for chunk in plan:
             assert scorer.evaluate([scorer.rows[i] for i in chunk]).completions == [whole.completions[i] for i in chunk]
-    assert len(set(whole.completions)) > 10  # distinct answers: the comparison above can fail
+        # Nor does the batch size change an answer (eval.batch_size is a speed and racing knob): one
+        # problem per batch, 7 and all 50 against the config's 10.
+        for batch in (1, 7, len(scorer.rows)):
+            gen = GenerationSpec(config["eval"]["max_new_tokens"], batch)
+            assert evaluate(scorer.engine.model, scorer.tokenizer, scorer.rows, scorer.template, gen, scorer.shots,
+                            scorer.task).completions == whole.completions, batch
+    assert len(set(whole.completions)) > 10  # distinct answers: the comparisons above can fail
 
 
 def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:

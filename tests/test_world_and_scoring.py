@@ -131,3 +131,34 @@ def test_task_vector_file_checks(tmp_path, micro_world):
     save_file({"a": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))
     with pytest.raises(ValueError, match="not a selfdev task-vector file"):
         TaskVectorSet([tmp_path / "foreign.safetensors"])
+
+
+def test_training_is_bit_identical_at_one_and_two_threads():
+    """The training rules' threads (world.seed_training.threads, loop.threads) default to 1 so that no
+    job waits for both cores; that moves only the schedule if training gives the same bits at any
+    thread count (with selfdev's pinned CPU numerics). A Llama-shaped model, AdamW, 8 steps."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def train(threads: int) -> list:
+        torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64))
+        init = [p.detach().clone() for p in model.parameters()]
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(8):
+            x = torch.randint(0, 50, (16, 48), generator=gen)
+            model(input_ids=x, labels=x).loss.backward()
+            opt.step()
+            opt.zero_grad()
+        trained = [p.detach().clone() for p in model.parameters()]
+        assert not all(torch.equal(a, b) for a, b in zip(init, trained))  # the steps moved the weights
+        return trained
+
+    before = torch.get_num_threads()
+    try:
+        one, two = train(1), train(2)
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(one, two))
