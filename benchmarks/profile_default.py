@@ -216,10 +216,17 @@ def print_profile(p: Profile, top: int = 15) -> None:
         print(f"  {rule:20s} {n:5d} {threads:7d} {wall:8.1f} {cpu:8.1f}")
     path = critical_path(p.jobs)
     total = sum(j.seconds for j in path)
+    print(f"\n## Work / cores: {_work(p) / 60:.1f} min (the jobs' core-seconds on {p.cores} cores, none idle)")
     print(f"\n## Critical path: {total / 60:.1f} min of {p.wall / 60:.1f} min wall ({len(path)} jobs)")
     for j in path:
         if j.seconds >= 1.0:
             print(f"  {j.name:40s} {j.seconds:8.1f}")
+
+
+def _work(p: Profile) -> float:
+    """Wall seconds the jobs' core-seconds (threads x wall) need on the run's cores with no core ever
+    idle: with the critical path, the bound no schedule of these jobs can beat."""
+    return (p.cores * p.wall - p.scheduled_idle) / p.cores
 
 
 def markdown_table(before: Profile, after: Profile) -> str:
@@ -233,7 +240,8 @@ def markdown_table(before: Profile, after: Profile) -> str:
     cp_b, cp_a = (sum(j.seconds for j in critical_path(p.jobs)) for p in (before, after))
     lines += [f"| **end to end (min)** | {before.wall / 60:.1f} | | {after.wall / 60:.1f} | |",
               f"| critical path (min) | {cp_b / 60:.1f} | | {cp_a / 60:.1f} | |",
-              f"| core-min with no job | {before.scheduled_idle / 60:.1f} | | {after.scheduled_idle / 60:.1f} | |"]
+              f"| core-min with no job | {before.scheduled_idle / 60:.1f} | | {after.scheduled_idle / 60:.1f} | |",
+              f"| work / cores (min) | {_work(before) / 60:.1f} | | {_work(after) / 60:.1f} | |"]
     return "\n".join(lines)
 
 
