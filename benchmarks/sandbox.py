@@ -4,9 +4,12 @@ Run after `snakemake --cores all` has built the default world:
 
     python benchmarks/sandbox.py [--config config/config.yaml] [--repeats 5]
 
-Prints, for each reference program: the probe check sandboxed vs in-process, and a full merge of the
-world's task vectors plus dev scoring sandboxed vs in-process. Targets (issue: sandbox): overhead
-<= 0.3 s per candidate and <= 1.5x the in-process time for merge + score.
+Prints first what the kernel's file boundary (Landlock) costs per child: one trivial program run in a
+fresh sandboxed child with and without the layer (the same child otherwise), and the time to compute
+the boundary and apply it inside a child. `--layer-only` stops there (no world needed). Then, for each
+reference program: the probe check sandboxed vs in-process, and a full merge of the world's task
+vectors plus dev scoring sandboxed vs in-process. Targets: overhead <= 0.3 s per candidate and <= 1.5x
+the in-process time for merge + score.
 """
 
 from __future__ import annotations
@@ -33,8 +36,104 @@ def _in_process_probe(merge) -> None:
         merge([t.clone() for t in probe_inputs(n, shape, seed)])
 
 
+def _child_seconds(limits, repeats: int) -> float:
+    """Median wall seconds of one sandboxed child running a trivial program on one small job."""
+    import torch
+
+    from selfdev.sandbox.run import run_jobs
+
+    program = "def merge(t):\n    return t[0]\n"
+    times = []
+    for _ in range(repeats):
+        out = run_jobs(program, [("x", lambda: [torch.ones(4), torch.ones(4)])], {"x": (4,)}, limits)
+        assert out.ok, out
+        times.append(out.seconds)
+    return statistics.median(times)
+
+
+def _layer_inside_child(repeats: int) -> tuple[float, float, int]:
+    """Median seconds to compute the file boundary in a forked child that inherited it (as sandboxed
+    children do) and to apply it with Landlock there, and the number of rules."""
+    import json
+    import os
+    import tempfile
+
+    from selfdev.sandbox import landlock
+    from selfdev.sandbox.isolation import file_boundary
+
+    compute, apply, rules = [], [], 0
+    for _ in range(repeats):
+        workdir = tempfile.mkdtemp(prefix="selfdev-bench-")
+        file_boundary(workdir)  # the parent's, as run_jobs computes it before forking
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                t0 = time.perf_counter()
+                b = file_boundary(workdir)
+                t1 = time.perf_counter()
+                landlock.restrict(list(b.readable), list(b.writable), list(b.read_files), list(b.write_files))
+                n = len(b.readable) + len(b.writable) + len(b.read_files) + len(b.write_files)
+                os.write(wfd, json.dumps([t1 - t0, time.perf_counter() - t1, n]).encode())
+            finally:
+                os._exit(0)
+        os.close(wfd)
+        c, a, rules = json.loads(os.read(rfd, 4096))
+        os.close(rfd)
+        os.waitpid(pid, 0)
+        os.rmdir(workdir)
+        compute.append(c)
+        apply.append(a)
+    return statistics.median(compute), statistics.median(apply), rules
+
+
+def _boundary_in_parent() -> float:
+    """Seconds to compute the boundary from scratch (once per process and working directory)."""
+    import tempfile
+
+    from selfdev.sandbox import isolation
+
+    isolation._readable.cache_clear()
+    t0 = time.perf_counter()
+    isolation.file_boundary(tempfile.gettempdir())
+    return time.perf_counter() - t0
+
+
+def landlock_cost(config: dict, repeats: int) -> None:
+    """Print the per-child cost of the Landlock layer."""
+    import dataclasses
+
+    from selfdev.sandbox import isolation, landlock
+
+    abi = isolation.landlock_available()
+    if not abi:
+        print("Landlock: not offered by this kernel; nothing to measure")
+        return
+    limits = sandbox_limits(config, "probe")
+    with_layer = _child_seconds(limits, repeats)
+    real_abi = landlock.abi_version
+    landlock.abi_version = lambda: 0  # the same child without the layer (as on a kernel without Landlock)
+    isolation.landlock_available.cache_clear()
+    try:
+        without = _child_seconds(dataclasses.replace(limits, allow_without_landlock=True), repeats)
+    finally:
+        landlock.abi_version = real_abi
+        isolation.landlock_available.cache_clear()
+    compute, apply, rules = _layer_inside_child(repeats)
+    once = _boundary_in_parent()
+    print(f"Landlock v{abi}, median of {repeats}: one sandboxed child (trivial program) {with_layer * 1000:.1f} ms "
+          f"with the layer, {without * 1000:.1f} ms without ({(with_layer - without) * 1000:+.1f} ms); inside the "
+          f"child: boundary looked up {compute * 1000:.3f} ms, applied ({rules} rules) {apply * 1000:.3f} ms; "
+          f"computed once per process in the parent: {once * 1000:.1f} ms")
+
+
 def main(argv: list[str] | None = None) -> None:
+    layer_only = "--layer-only" in (argv if argv is not None else sys.argv[1:])
+    argv = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--layer-only"]
     args, config = load_bench_config(__doc__, 5, argv)
+    landlock_cost(config, max(args.repeats, 20))
+    if layer_only:
+        return
     files = world_inputs(config, "dev")
     scorer = make_scorer(config, files["seed_dir"], files["task_vectors"], files["rows"], files["shots"])
     probe_limits, merge_limits = sandbox_limits(config, "probe"), sandbox_limits(config, "merge")

@@ -2,7 +2,10 @@
 the canary and the run's files untouched, leave no process behind, and leave the worker (this
 pytest process) able to score the next benign program correctly."""
 
+import errno
 import os
+import platform
+import sys
 import time
 
 import pytest
@@ -10,6 +13,7 @@ import torch
 
 from selfdev.sandbox.probe import check_program
 from conftest import sandbox
+from selfdev.sandbox.isolation import SandboxUnavailable, landlock_available
 from selfdev.sandbox.run import run_jobs
 
 LIMITS = sandbox(wall_s=4, cpu_s=3, memory_mb=512, file_mb=1)
@@ -60,6 +64,42 @@ HOSTILE = {
     "random_garbage": ("nondeterministic", "import torch\ndef merge(t):\n    return torch.empty_like(t[0]).uniform_()\n"),
 }
 
+# Native file I/O: torch, safetensors and the standard library open these files in C/C++/Rust, where the
+# audit hook sees nothing; only the kernel's file boundary (Landlock) stops them. Each passed the sandbox
+# before it had one (a changed canary, a new file beside it, or a run file's contents in the reason).
+# name -> (program, the path its reason must name). The reason never holds the contents ("LEAKED").
+_B = "torch.__dict__['__builtins__']['__import__']"
+NATIVE = {
+    "torch_from_file_shared_write": (
+        "import torch\ndef merge(t):\n    m = torch.from_file({canary!r}, shared=True, size=6, dtype=torch.uint8)\n"
+        "    m.fill_(88)\n    return torch.stack(t).mean(dim=0)\n", "canary"),
+    "torch_from_file_read_etc_passwd": (
+        "import torch\ndef merge(t):\n    d = torch.from_file('/etc/passwd', shared=False, size=16, dtype=torch.uint8)\n"
+        "    raise ValueError('LEAKED:' + bytes(d.tolist()).decode(errors='replace'))\n", "/etc/passwd"),
+    "torch_from_file_read_run_file": (
+        "import torch\ndef merge(t):\n    d = torch.from_file({runfile!r}, shared=False, size=8, dtype=torch.uint8)\n"
+        "    raise ValueError('LEAKED:' + bytes(d.tolist()).decode(errors='replace'))\n", "runfile"),
+    "torch_save_outside": (
+        "import torch\ndef merge(t):\n    torch.save(t[0], {canary!r} + '.pt')\n    return t[0]\n", "canary"),
+    "torch_jit_save_outside": (
+        "import torch\ndef merge(t):\n    torch.jit.trace(torch.nn.Identity(), t[0]).save({canary!r} + '.jit')\n"
+        "    return t[0]\n", "canary"),
+    "torch_file_reader_run_checkpoint": (
+        "import torch\ndef merge(t):\n    r = torch._C.PyTorchFileReader({checkpoint!r})\n"
+        "    raise ValueError('LEAKED:' + str(r.get_record('data/0')))\n", "checkpoint"),
+    "safetensors_read_run_tensors": (
+        f"import torch\ndef merge(t):\n    st = {_B}('safetensors.torch', fromlist=['load_file'])\n"
+        "    raise ValueError('LEAKED:' + str(st.load_file({tensors!r})))\n", "tensors"),
+    "sqlite3_creates_outside": (
+        f"import torch\ndef merge(t):\n    {_B}('sqlite3').connect({{canary!r}} + '.db').execute('create table x(y)')\n"
+        "    return t[0]\n", "canary"),
+    "readline_writes_outside": (
+        f"import torch\ndef merge(t):\n    {_B}('readline').write_history_file({{canary!r}} + '.hist')\n"
+        "    return t[0]\n", "canary"),
+    "native_write_at_load_time": (
+        "import torch\ntorch.save(torch.ones(2), {canary!r} + '.pt')\ndef merge(t):\n    return t[0]\n", "canary"),
+}
+
 
 @pytest.fixture()
 def arena(tmp_path):
@@ -69,7 +109,17 @@ def arena(tmp_path):
     rundir.mkdir()
     runfile = rundir / "score.json"
     runfile.write_text('{"accuracy": 0.5}')
-    return {"canary": str(canary), "runfile": str(runfile), "rundir": str(rundir)}
+    checkpoint, tensors = rundir / "factory.pt", rundir / "tau.safetensors"
+    torch.save(torch.arange(4.0), checkpoint)
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.arange(4.0)}, str(tensors))
+    return {"canary": str(canary), "runfile": str(runfile), "rundir": str(rundir), "checkpoint": str(checkpoint),
+            "tensors": str(tensors)}
+
+
+def _run_files(arena: dict) -> dict:
+    return {k: open(arena[k], "rb").read() for k in ("canary", "runfile", "checkpoint", "tensors")}
 
 
 def _fill(template: str, arena: dict) -> str:
@@ -102,6 +152,29 @@ def _benign_still_correct() -> None:
 
 def test_suite_is_large_enough():
     assert len(HOSTILE) >= 25 and len({src for _, src in HOSTILE.values()}) == len(HOSTILE)
+
+
+@pytest.mark.parametrize("name", sorted(NATIVE))
+def test_native_file_io_stops_at_the_kernel_boundary(name, arena):
+    template, target = NATIVE[name]
+    before = _run_files(arena)
+    verdict = check_program(_fill(template, arena), LIMITS)
+    assert verdict.category == "forbidden", verdict
+    assert not verdict.executable
+    assert arena.get(target, target) in verdict.reason  # the path, so a user sees what was refused
+    assert "LEAKED" not in verdict.reason and "root:" not in verdict.reason
+    assert verdict.isolation.get("filesystem", "").startswith("landlock v"), verdict.isolation
+    assert _run_files(arena) == before
+    assert sorted(os.listdir(os.path.dirname(arena["canary"]))) == ["canary.txt", "results"]
+    _benign_still_correct()
+
+
+def test_native_file_io_inside_its_own_directory_still_works():
+    own = ("import torch\ndef merge(t):\n    torch.save(t[0], 'mine.pt')\n"
+           "    m = torch.from_file('mine.pt', shared=True, size=8, dtype=torch.uint8)\n"
+           "    assert torch._C.PyTorchFileReader('mine.pt').get_all_records()\n    return t[0] + t[1]\n")
+    verdict = check_program(own, LIMITS)
+    assert verdict.executable, verdict
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
@@ -148,12 +221,151 @@ def test_environment_is_scrubbed(monkeypatch):
     assert verdict.executable, verdict
 
 
+def _linux_x86_64() -> bool:
+    return sys.platform == "linux" and platform.machine() == "x86_64"
+
+
 def test_isolation_is_stated_in_the_verdict():
     verdict = check_program(BENIGN, LIMITS)
     iso = verdict.isolation
     assert iso["audit_hook"] is True
     assert iso["network"] in ("namespace", "seccomp (no sockets)", "audit hook (no socket module)")
-    assert "syscalls" in iso
+    if _linux_x86_64():  # CI's machine: losing a kernel layer fails here rather than passing quietly
+        assert iso["syscalls"].startswith("seccomp (x86_64, "), iso
+        assert landlock_available() >= 1, "this Linux x86-64 kernel offers no Landlock"
+        assert iso["filesystem"] == f"landlock v{landlock_available()}", iso
+    else:
+        assert "syscalls" in iso and "filesystem" in iso
+
+
+def _in_child(fn) -> dict:
+    """Run `fn()` in a forked child and return the dict it returns (JSON over a pipe)."""
+    import json
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(rfd)
+            os.write(wfd, json.dumps(fn()).encode())
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    data = b""
+    while chunk := os.read(rfd, 65536):
+        data += chunk
+    os.close(rfd)
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+@pytest.mark.skipif(not landlock_available(), reason="the kernel offers no Landlock")
+def test_landlock_alone_confines_every_open(arena, tmp_path):
+    """The kernel layer on its own (no audit hook, no seccomp): os.open refused outside the trees."""
+    from selfdev.sandbox import landlock
+    from selfdev.sandbox.isolation import file_boundary
+
+    own = tmp_path / "own"
+    own.mkdir()
+    boundary = file_boundary(str(own))
+
+    def attempts() -> dict:
+        landlock.restrict(list(boundary.readable), list(boundary.writable), list(boundary.read_files),
+                          list(boundary.write_files))
+        tries = {
+            "write canary": (arena["canary"], os.O_WRONLY),
+            "read run file": (arena["runfile"], os.O_RDONLY),
+            "read /etc/passwd": ("/etc/passwd", os.O_RDONLY),
+            "create beside canary": (arena["canary"] + ".new", os.O_WRONLY | os.O_CREAT),
+            "create in own dir": (str(own / "x"), os.O_WRONLY | os.O_CREAT),
+            "read torch": (torch.__file__, os.O_RDONLY),
+            "write torch": (torch.__file__, os.O_WRONLY),
+        }
+        out = {}
+        for what, (path, flags) in tries.items():
+            try:
+                os.close(os.open(path, flags, 0o600))
+                out[what] = "ok"
+            except OSError as exc:
+                out[what] = exc.errno
+        return out
+
+    got = _in_child(attempts)
+    assert got == {"write canary": errno.EACCES, "read run file": errno.EACCES, "read /etc/passwd": errno.EACCES,
+                   "create beside canary": errno.EACCES, "create in own dir": "ok", "read torch": "ok",
+                   "write torch": errno.EACCES}
+    assert open(arena["canary"]).read() == "canary" and not os.path.exists(arena["canary"] + ".new")
+
+
+def test_readable_roots_never_hold_the_working_directory(tmp_path, monkeypatch):
+    """A script's folder on sys.path (/tmp, a checkout) must not open the run's files to candidates."""
+    from selfdev.sandbox.isolation import file_boundary
+
+    run = tmp_path / "run"
+    (run / "results").mkdir(parents=True)
+    monkeypatch.chdir(run)
+    monkeypatch.syspath_prepend(str(tmp_path))  # an ancestor of the working directory
+    monkeypatch.syspath_prepend(str(run / "results"))  # a folder inside it
+    boundary = file_boundary(str(tmp_path / "cand"))
+    for root in boundary.readable + boundary.read_files:
+        assert not str(run).startswith(root.rstrip("/") + "/") and root != str(run), root
+        assert not root.startswith(str(run)), root
+
+
+def test_inherited_shared_writable_mapping_is_dropped(tmp_path):
+    """A file the parent maps shared and writable needs no open() to be written: the child unmaps it."""
+    import mmap
+
+    target = tmp_path / "mapped.bin"
+    target.write_bytes(b"original")
+    with open(target, "r+b") as fh:
+        view = mmap.mmap(fh.fileno(), 8)
+
+        def write_through_mapping():
+            view[:8] = b"XXXXXXXX"  # runs in the sandboxed child, like a candidate would
+            return [torch.ones(2), torch.ones(2)]
+
+        out = run_jobs(BENIGN, [("x", write_through_mapping)], {"x": (2,)}, LIMITS)
+        view.close()
+    assert out.category == "crash" and "SIGSEGV" in out.reason, out
+    assert target.read_bytes() == b"original"
+
+
+def test_without_landlock_nothing_runs_unless_the_config_accepts_it(monkeypatch):
+    from selfdev.sandbox import isolation, landlock
+
+    monkeypatch.setattr(landlock, "abi_version", lambda: 0)  # a kernel without Landlock, parent and child
+    isolation.landlock_available.cache_clear()
+    try:
+        with pytest.raises(SandboxUnavailable, match="sandbox.allow_without_landlock"):
+            check_program(BENIGN, LIMITS)
+        # The child refuses too, should the parent's check be skipped.
+        monkeypatch.setattr("selfdev.sandbox.run.require_file_boundary", lambda allow: None)
+        with pytest.raises(SandboxUnavailable, match="Landlock could not be applied"):
+            check_program(BENIGN, LIMITS)
+        weak = sandbox(wall_s=4, cpu_s=3, memory_mb=512, file_mb=1, allow_without_landlock=True)
+        verdict = check_program(BENIGN, weak)
+        assert verdict.executable, verdict
+        assert verdict.isolation["filesystem"].startswith("audit hook only: no Landlock")
+        assert "sandbox.allow_without_landlock: true" in verdict.isolation["filesystem"]
+    finally:
+        isolation.landlock_available.cache_clear()
+
+
+def test_cli_refuses_to_check_without_landlock(tmp_path, monkeypatch, capsys):
+    from selfdev import cli
+    from selfdev.sandbox import isolation, landlock
+
+    program = tmp_path / "p.py"
+    program.write_text(BENIGN)
+    monkeypatch.setattr(landlock, "abi_version", lambda: 0)
+    isolation.landlock_available.cache_clear()
+    try:
+        assert cli.main(["check", str(program)]) == 2
+    finally:
+        isolation.landlock_available.cache_clear()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("selfdev: error: ") and "allow_without_landlock" in err[0]
 
 
 def test_verdicts_are_deterministic(arena):
@@ -161,5 +373,5 @@ def test_verdicts_are_deterministic(arena):
         expected, template = HOSTILE[name]
         source = _fill(template, arena)
         first, second = check_program(source, LIMITS), check_program(source, LIMITS)
-        assert (first.category, first.reason) == (second.category, second.reason) == (first.category, first.reason)
+        assert (first.category, first.reason) == (second.category, second.reason)
         assert first.category == expected

@@ -38,6 +38,7 @@ def _config(path: str | None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from selfdev.config import ConfigError
+    from selfdev.sandbox.isolation import SandboxUnavailable
 
     try:
         config = _config(args.config)
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         files = world_inputs(config, args.split)
         record = score_file(args.program, config, args.split, files["seed_dir"], files["task_vectors"], files["rows"],
                             files["shots"])
-    except (ConfigError, FileNotFoundError, ValueError, KeyError) as exc:
+    except (ConfigError, FileNotFoundError, ValueError, KeyError, SandboxUnavailable) as exc:
         print(f"selfdev: error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
     if args.json:

@@ -151,6 +151,7 @@ def sandbox_limits(config: dict, phase: str = "probe"):
         file_mb=int(sb["file_mb"]),
         max_norm_ratio=float(sb["max_norm_ratio"]),
         allowed_imports=tuple(sb["allowed_imports"]),
+        allow_without_landlock=bool(sb["allow_without_landlock"]),
     )
 
 

@@ -1,14 +1,20 @@
 """OS-level confinement of a candidate's process, applied in the forked child before any of the
 candidate's code runs. Layers, each stated in the verdict's `isolation` record:
 
-1. seccomp-BPF (Linux, x86-64/aarch64): no new processes or threads, no exec, no sockets, no
+1. Landlock (`filesystem`, Linux >= 5.13, see `landlock.py`): the kernel's file boundary, whoever
+   opens the file (Python, or torch/numpy/safetensors/sqlite3 in native code): read only beneath the
+   Python installation, the folders of packages imported from elsewhere and of the shared libraries
+   loaded; read and write only beneath the candidate's own directory (and /dev/null). Where the
+   kernel has no Landlock, nothing runs unless `sandbox.allow_without_landlock` is true.
+2. seccomp-BPF (Linux, x86-64/aarch64): no new processes or threads, no exec, no sockets, no
    signals to other processes, no ptrace/namespace calls; the kernel refuses them (EPERM).
-2. a new network namespace when the kernel allows it (root or user namespaces): no interfaces.
-3. resource limits: CPU time, address space, file size, open files, no core dumps.
-4. a Python audit hook: writes outside the candidate's temporary directory, reads outside the
-   Python installation, `/proc`, file-system changes, imports of process/socket/ctypes modules,
-   `os.system`, `os.kill` ... end the candidate at once with the category `forbidden`.
-5. inherited file descriptors closed, environment scrubbed, working directory a fresh empty one.
+3. a new network namespace when the kernel allows it (root or user namespaces): no interfaces.
+4. resource limits: CPU time, address space, file size, open files, no core dumps.
+5. a Python audit hook: the same file boundary for what Python opens (with a readable reason),
+   `/proc`, file-system changes, imports of process/socket/ctypes modules, `os.system`, `os.kill` ...
+   end the candidate at once with the category `forbidden`. It sees nothing native code does.
+6. inherited file descriptors closed, shared writable mappings inherited from the parent unmapped,
+   environment scrubbed, working directory a fresh empty one.
 
 This is defence in depth inside one kernel, not a virtual machine: a kernel exploit, a bug in
 torch or CPython, or side channels are out of scope (see README "Threat model").
@@ -16,11 +22,13 @@ torch or CPython, or side channels are out of scope (see README "Threat model").
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import resource
 import struct
 import sys
+from dataclasses import dataclass
 
 # Modules whose import from candidate code (directly, or reached through torch internals) is refused.
 DANGEROUS_MODULES = frozenset({
@@ -40,6 +48,7 @@ BLOCKED_EVENTS = frozenset({
     "smtplib.connect", "telnetlib.Telnet.open", "http.client.connect", "fcntl.ioctl", "fcntl.fcntl",
     "fcntl.flock", "fcntl.lockf", "glob.glob", "shutil.rmtree", "shutil.copyfile", "shutil.move",
     "shutil.make_archive", "shutil.unpack_archive", "shutil.chown", "code.__new__", "function.__new__",
+    "sqlite3.enable_load_extension", "sqlite3.load_extension",
 })
 
 # Events that change the file system: allowed only inside the candidate's temporary directory.
@@ -133,22 +142,138 @@ def new_network_namespace() -> bool:
 
 
 # --- everything together ---------------------------------------------------------------------------
-def _readable_roots() -> list[str]:
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    for p in sys.path:
-        if p and os.path.isdir(p) and os.path.realpath(p) != os.path.realpath(os.getcwd()):
-            roots.add(p)
-    return sorted({os.path.realpath(r) for r in roots})
+class SandboxUnavailable(RuntimeError):
+    """The kernel cannot enforce the file boundary and the config does not accept a weaker sandbox."""
+
+
+NO_LANDLOCK_KEY = "sandbox.allow_without_landlock"
 
 
 def _under(path: str, roots) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
-def confine(workdir: str, limits, keep_fds: tuple[int, ...], on_violation) -> dict:
-    """Apply every layer to the current (child) process. `on_violation(reason)` must not return."""
+def _contains(outer: str, inner: str) -> bool:
+    return inner == outer or inner.startswith(outer.rstrip("/") + "/")
+
+
+def _readable_roots() -> list[str]:
+    """The Python installation (its prefixes and site-packages) and the folder of every package already
+    imported from elsewhere: what a candidate's imports read. Never a folder that holds the working
+    directory, nor one inside it other than a Python prefix (a virtual environment in the checkout):
+    the run's results, a checkout's `src/` and Snakemake's job scripts live there. Not sys.path as such:
+    a script's own folder (sys.path[0], /tmp say) would open everything beside it."""
+    import site
+
+    cwd = os.path.realpath(os.getcwd())
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    roots = set(prefixes)
+    sites = list(getattr(site, "getsitepackages", lambda: [])()) + [getattr(site, "USER_SITE", None) or ""]
+    for p in sites:
+        if p and os.path.isdir(p):
+            roots.add(os.path.realpath(p))
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if "." in name or name in ("__main__", "__mp_main__") or not isinstance(path, str):
+            continue
+        real = os.path.realpath(path)
+        if os.path.basename(real).startswith("__init__."):
+            real = os.path.dirname(real)  # a package: its folder, for its submodules imported later
+        if not _contains(cwd, real) and not _under(real, roots):
+            roots.add(real)
+    return sorted(r for r in roots if r != "/" and not _contains(r, cwd)
+                  and (r in prefixes or not _contains(cwd, r))
+                  and not any(_contains(sys_root, r) for sys_root in ("/proc", "/sys", "/dev")))
+
+
+def _library_folders(roots: list[str]) -> list[str]:
+    """Folders of the shared libraries this process has mapped outside `roots` (libc, libstdc++ in
+    /usr/lib/x86_64-linux-gnu): readable, so that the dynamic loader finds a library an import loads
+    later (libsqlite3 for sqlite3, say). Libraries only: no configuration or user data lives there."""
+    found = set()
+    with open("/proc/self/maps") as fh:
+        for line in fh:
+            parts = line.split(None, 5)
+            path = parts[5].strip() if len(parts) == 6 else ""
+            if path.startswith("/") and ".so" in os.path.basename(path) and not path.endswith("(deleted)"):
+                folder = os.path.dirname(os.path.realpath(path))
+                if not _under(folder, roots) and folder not in ("/", "/etc", "/tmp") and not folder.startswith(
+                        ("/proc", "/sys", "/dev", "/home", "/root", "/tmp/")):
+                    found.add(folder)
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class FileBoundary:
+    """What a candidate's process may touch: read beneath `readable` (and the single `read_files`),
+    read and write beneath `writable` (its own directory) and the single `write_files` (/dev/null)."""
+
+    readable: tuple[str, ...]
+    writable: tuple[str, ...]
+    read_files: tuple[str, ...]
+    write_files: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=4)
+def _readable(cwd: str, n_modules: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(readable folders, readable single files) for a process in `cwd` with `n_modules` imported: the
+    walk over sys.modules and /proc/self/maps costs ~20 ms, so the parent computes it once and every
+    child it forks inherits the result (a new import, or another working directory, computes it again)."""
+    roots = _readable_roots()
+    # ld.so.cache: the loader's index of libraries; /dev/urandom: torch.seed() and friends read it.
+    extra = [p for p in ("/etc/ld.so.cache", "/dev/urandom") if os.path.exists(p)]
+    return tuple(roots + _library_folders(roots)), tuple(extra)
+
+
+def file_boundary(workdir: str) -> FileBoundary:
+    readable, read_files = _readable(os.path.realpath(os.getcwd()), len(sys.modules))
+    return FileBoundary(readable, (os.path.realpath(workdir),), read_files, ("/dev/null",))
+
+
+def drop_shared_writable_mappings() -> int:
+    """Unmap every shared, writable mapping inherited from the parent (a file it maps read-write, shared
+    memory of an engine's message queue): writes through one reach the file or the other process with no
+    open() for Landlock to refuse. The child needs none of them. Returns how many were dropped."""
+    import ctypes
+
+    with open("/proc/self/maps") as fh:
+        lines = fh.readlines()
+    libc = _libc()
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    dropped = 0
+    for line in lines:
+        span, perms = line.split(None, 2)[:2]
+        if perms[1] == "w" and perms[3] == "s":
+            start, end = (int(x, 16) for x in span.split("-"))
+            if libc.munmap(start, end - start) == 0:
+                dropped += 1
+    return dropped
+
+
+@functools.lru_cache(maxsize=1)
+def landlock_available() -> int:
+    """The Landlock ABI version the kernel offers (0: none)."""
+    from selfdev.sandbox import landlock
+
+    try:
+        return landlock.abi_version()
+    except (OSError, AttributeError):
+        return 0
+
+
+def require_file_boundary(allow_without_landlock: bool) -> None:
+    """Refuse, before any candidate runs, where the kernel has no Landlock and the config does not accept it."""
+    if not allow_without_landlock and not landlock_available():
+        raise SandboxUnavailable(
+            "the kernel offers no Landlock (Linux >= 5.13 with landlock among its LSMs), so candidate programs "
+            "could read and write files through native code; set "
+            f"{NO_LANDLOCK_KEY}: true to run them with the Python audit hook as the only file boundary")
+
+
+def confine(workdir: str, limits, keep_fds: tuple[int, ...], on_violation, on_unavailable=None) -> dict:
+    """Apply every layer to the current (child) process. `on_violation(reason)` must not return, nor
+    `on_unavailable(reason)`, called when the kernel refuses Landlock and the limits require it."""
     facts: dict[str, object] = {}
-    read_roots = [r for r in _readable_roots() if not _under(r, ["/proc", "/sys", "/dev"])]
     # Close every inherited descriptor but ours (log files, checkpoints, sockets of the parent).
     keep = sorted(set(keep_fds) | {0, 1, 2})
     start = 3
@@ -156,6 +281,9 @@ def confine(workdir: str, limits, keep_fds: tuple[int, ...], on_violation) -> di
         if fd >= start:
             os.closerange(start, fd)
             start = fd + 1
+    boundary = file_boundary(workdir)  # before the working directory changes: it decides what is excluded
+    drop_shared_writable_mappings()
+    read_roots = list(boundary.readable)
     os.environ.clear()
     os.environ.update({"HOME": workdir, "TMPDIR": workdir, "OMP_NUM_THREADS": "1", "PATH": "/nonexistent"})
     os.chdir(workdir)
@@ -174,6 +302,18 @@ def confine(workdir: str, limits, keep_fds: tuple[int, ...], on_violation) -> di
             resource.setrlimit(rlim, value)
         except (ValueError, OSError):
             pass  # e.g. NPROC when the hard limit is lower already; seccomp covers it
+    # The kernel's file boundary: after every import the child needs, before the program is loaded.
+    from selfdev.sandbox import landlock
+
+    try:
+        abi = landlock.restrict(list(boundary.readable), list(boundary.writable), list(boundary.read_files),
+                                list(boundary.write_files))
+        facts["filesystem"] = f"landlock v{abi}"
+    except (OSError, AttributeError) as exc:
+        if not limits.allow_without_landlock:
+            (on_unavailable or on_violation)(f"Landlock could not be applied ({exc}) and {NO_LANDLOCK_KEY} is false")
+        facts["filesystem"] = (f"audit hook only: no Landlock ({exc}); native code can read and write "
+                               f"any file the user can ({NO_LANDLOCK_KEY}: true)")
     try:
         facts["syscalls"] = install_seccomp()
     except (OSError, AttributeError) as exc:
@@ -201,6 +341,12 @@ def confine(workdir: str, limits, keep_fds: tuple[int, ...], on_violation) -> di
         elif event == "import":
             if args and str(args[0]).split(".")[0] in DANGEROUS_MODULES:
                 on_violation(f"import of {args[0]}")
+        elif event == "sqlite3.connect":  # SQLite opens its file in C: no "open" event
+            db = args[0] if args else ""
+            if isinstance(db, (str, bytes)) and os.fsdecode(db) not in ("", ":memory:"):
+                p = os.path.realpath(os.fsdecode(db))
+                if not _under(p, [workroot]):
+                    on_violation(f"sqlite3.connect to {p} outside the candidate's directory")
         elif event in FS_EVENTS:
             for a in args:
                 if isinstance(a, (str, bytes)) and not _under(os.path.realpath(os.fsdecode(a)), [workroot]):

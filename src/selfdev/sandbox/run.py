@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -24,6 +25,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from selfdev.sandbox.isolation import SandboxUnavailable, file_boundary, require_file_boundary
 from selfdev.sandbox.program import CandidateRejected, load_merge
 
 # Verdict categories; "ok" is the only executable one.
@@ -37,6 +39,9 @@ CATEGORIES = (
 _FLOAT_DTYPES = {"float16", "bfloat16", "float32", "float64"}
 RESULT_NAME = "result"  # the one tensor of a child's safetensors message
 _HEADER_MAX = 1 << 16
+# The errno texts of EACCES / EPERM as C (strerror), Rust ("os error N") and Python print them.
+_PATH = re.compile(r"(?<![\w.])(?:\.{0,2}/)[^\s<>'\",;()\[\]]+")
+_DENIED = re.compile(r"Permission denied|Operation not permitted|\(os error (?:1|13)\)|\[Errno (?:1|13)\]")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class SandboxLimits:
     file_mb: int
     max_norm_ratio: float
     allowed_imports: tuple[str, ...]
+    allow_without_landlock: bool  # run where the kernel has no Landlock (the audit hook the only file boundary)
 
 
 @dataclass
@@ -89,9 +95,58 @@ def _classify_exception(exc: BaseException) -> str:
         return "crash"
     if isinstance(exc, ImportError):
         return "import"
-    if isinstance(exc, PermissionError) or "can't start new thread" in text:
-        return "forbidden"  # refused by the audit hook or seccomp, and caught by the program
+    if isinstance(exc, PermissionError) or "can't start new thread" in text or _refused_by_kernel(exc, text):
+        return "forbidden"  # refused by the audit hook, Landlock or seccomp, and caught by the program
     return "exception"
+
+
+def _refused_by_kernel(exc: BaseException, text: str) -> bool:
+    """An error of a system call the sandbox refused (Landlock: EACCES; seccomp: EPERM), also when native
+    code (torch, numpy, safetensors) turned it into its own exception with the errno's text."""
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM):
+        return True
+    return bool(_DENIED.search(text))
+
+
+def _outside_paths(exc: BaseException, text: str, workdir: str) -> list[str]:
+    """Paths outside the candidate's directory that a failed call was given: those in the error's text,
+    then the string arguments of the frames it passed through (torch.save's error names no file). Runs
+    in the sandboxed child after the program failed; the program may have planted any string here, and
+    this only ever lands in the reason, never opens anything."""
+    found: list[str] = []
+
+    def consider(value: str) -> None:
+        if "/" in value and len(value) < 4096 and "\0" not in value:
+            real = os.path.realpath(os.path.join(workdir, value))
+            if real != workdir and not real.startswith(workdir.rstrip("/") + "/") and real not in found:
+                found.append(real)
+
+    for match in _PATH.findall(text):
+        consider(match)
+    tb, frames = exc.__traceback__, []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):  # innermost first: the call that opened the file
+        for value in list(frame.f_locals.values())[:64] + list(frame.f_code.co_consts)[:64]:
+            if type(value) is str:  # a local, or a constant of the code (a C call's literal argument)
+                consider(value)
+    return found
+
+
+def _describe_failure(exc: BaseException, workdir: str) -> tuple[str, str]:
+    """The verdict's category and reason for an exception the program raised or let through."""
+    category = _classify_exception(exc)
+    text = f"{type(exc).__name__}: {str(exc)[:300]}"
+    frame = list(traceback.StackSummary.extract(traceback.walk_tb(exc.__traceback__), lookup_lines=False))[-1:]
+    where = f" (line {frame[0].lineno})" if frame and frame[0].filename == "<candidate>" else ""
+    if category in ("exception", "forbidden") and isinstance(exc, (OSError, RuntimeError, ValueError)):
+        paths = _outside_paths(exc, text, os.path.realpath(workdir))
+        # A file that exists but "is not found" was hidden by the boundary (safetensors reports EACCES so).
+        hidden = isinstance(exc, FileNotFoundError) and any(os.path.lexists(p) for p in paths)
+        if paths and (category == "forbidden" or hidden):
+            return "forbidden", f"file boundary: {paths[0][:200]} is outside the sandbox ({text[:200]}){where}"
+    return category, f"{text}{where}"
 
 
 def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits, workdir: str,
@@ -107,22 +162,28 @@ def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits, wo
         _send(wfd, {"status": "error", "category": "forbidden", "reason": reason[:300]})
         os._exit(3)
 
-    facts = confine(workdir, limits, (wfd, *keep_fds), violation)
+    def unavailable(reason: str) -> None:
+        _send(wfd, {"status": "unavailable", "reason": reason[:500]})
+        os._exit(4)
+
+    facts = confine(workdir, limits, (wfd, *keep_fds), violation, unavailable)
     _send(wfd, {"status": "isolation", "facts": facts})
     try:
         merge = load_merge(source, limits.allowed_imports)
     except CandidateRejected as exc:
-        _send(wfd, {"status": "error", "category": exc.category, "reason": exc.reason})
+        category, reason = exc.category, exc.reason
+        if category == "exception" and exc.__context__ is not None:  # the program's top level raised
+            category, reason = _describe_failure(exc.__context__, workdir)
+            reason = f"at load: {reason}"
+        _send(wfd, {"status": "error", "category": category, "reason": reason})
         return
     for key, thunk in jobs:
         inputs = [t.clone() for t in thunk()]
         try:
             out = merge(inputs)
         except BaseException as exc:  # noqa: BLE001 - untrusted code may raise anything, SystemExit too
-            frame = traceback.extract_tb(exc.__traceback__)[-1:]
-            where = f" (line {frame[0].lineno})" if frame and frame[0].filename == "<candidate>" else ""
-            _send(wfd, {"status": "error", "category": _classify_exception(exc),
-                        "reason": f"{type(exc).__name__}: {str(exc)[:300]}{where}", "key": key})
+            category, reason = _describe_failure(exc, workdir)
+            _send(wfd, {"status": "error", "category": category, "reason": reason, "key": key})
             return
         if not isinstance(out, torch.Tensor):
             _send(wfd, {"status": "error", "category": "wrong_type",
@@ -249,8 +310,12 @@ def run_jobs(
     Each result is decoded and type/shape-checked here in the parent, then passed to `accept`
     (which may raise CandidateRejected for value checks) or kept in `results` when no `accept`.
     """
+    require_file_boundary(limits.allow_without_landlock)
     t0 = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="selfdev-cand-")
+    import safetensors.torch  # noqa: F401  - what the child imports, so that the boundary below is its own
+
+    file_boundary(workdir)  # computed here once per process, so that forked children inherit it
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: never returns
@@ -277,7 +342,7 @@ def run_jobs(
     reader = _Reader(rfd, t0 + limits.wall_s)
     # The largest result plus the safetensors header (name, dtype, shape, offsets: well under 1 KiB).
     largest = max((_nbytes(s) for s in expected_shapes.values()), default=0) + 1024
-    category, reason, ended_early = "ok", "", False
+    category, reason, ended_early, unavailable = "ok", "", False, ""
     try:
         while True:
             msg = reader.message(max_payload=largest)
@@ -291,6 +356,9 @@ def run_jobs(
             if status == "isolation" and not isolation:
                 isolation = header.get("facts") if isinstance(header.get("facts"), dict) else {}
                 continue
+            if status == "unavailable":  # the machine's fault, not the candidate's: no verdict
+                unavailable = str(header.get("reason", ""))[:500]
+                break
             if status == "error":
                 category = str(header.get("category", "exception"))
                 category = category if category in CATEGORIES else "exception"
@@ -321,6 +389,8 @@ def run_jobs(
         os.close(rfd)
         _, status = os.waitpid(pid, 0)
         shutil.rmtree(workdir, ignore_errors=True)
+    if unavailable:
+        raise SandboxUnavailable(unavailable)
     if ended_early:
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
