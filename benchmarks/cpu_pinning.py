@@ -1,12 +1,19 @@
-"""Benchmark: what pinning the CPU numerics (selfdev.PINNED_CPU_ENV) costs, and what it changes.
+"""Benchmark: what each setting of the CPU numerics costs, and which weights it trains.
 
-Trains the default toy M0 for a few hundred steps twice in fresh processes, once with torch/MKL/oneDNN
-pinned to AVX2 (the default) and once left to pick their kernels (SELFDEV_NATIVE_CPU=1), with the
-default config's thread count, and prints seconds per step and a digest of the weights of each.
+Trains the default toy M0 for a few steps in a fresh process under each setting of the environment that
+decides torch's, MKL's and oneDNN's code paths, at the default config's thread count, and prints
+milliseconds per step and a digest of the weights (the first 16 hex digits of a sha256 over them). The
+project's setting is `selfdev.PINNED_CPU_ENV`; the others are the alternatives measured for it. Two CPUs
+whose digests agree under a setting train the same worlds under it.
 
-    python benchmarks/cpu_pinning.py [--steps 200]
+    python benchmarks/cpu_pinning.py [--steps 100] [--only NAME ...]
 
-Prints figures; asserts nothing. Run on an otherwise idle machine.
+Prints figures; asserts nothing. Run on an otherwise idle machine (the timings).
+
+The references below are digests that another machine printed for the CHILD program of commit b3978cd
+(the default config of that commit: 2-layer char-level M0, 100 steps): an Intel Xeon (Sapphire Rapids,
+AMX). They are compared with this machine's only when the world is that commit's (`--steps 100` and the
+program unchanged); the current default world has other digests everywhere.
 """
 
 from __future__ import annotations
@@ -18,36 +25,56 @@ import subprocess
 import sys
 
 CHILD = r"""
-import hashlib, json, sys, time
+import json, sys
 import selfdev  # pins (or not) before torch loads
 import torch
-from selfdev.config import validate_config
-from selfdev.lm import train_causal_lm, build_tiny_llama, set_threads
-from selfdev.scoring.prompts import load_template
-from selfdev.world.build import split_rows, tiny_llama_spec, train_spec
-from selfdev.world.chartok import build_char_tokenizer
+from selfdev.world.build import seed_weights_digest
 
-steps = int(sys.argv[1])
-cfg = validate_config({})
-w = cfg["world"]
-set_threads(w["seed_training"]["threads"])
-tok = build_char_tokenizer()
-rows = split_rows("seed_train", seed=0, skills=w["skills"], data=w["data"])
-model = build_tiny_llama(tiny_llama_spec(w["model"]), tok, 1)
-spec = train_spec({**w["seed_training"], "steps": steps}, 2, warmup_steps=20)
-tpl = load_template(sys.argv[2])
-t0 = time.perf_counter()
-losses = train_causal_lm(model, tok, tpl, rows, spec)
-sec = time.perf_counter() - t0
-digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()[:16]
-print(json.dumps({"seconds": sec, "per_step_ms": 1000 * sec / steps, "loss_last": losses[-1], "weights": digest,
-                  "capability": torch.backends.cpu.get_cpu_capability()}))
+r = seed_weights_digest(steps=int(sys.argv[1]), prompt=sys.argv[2])
+print(json.dumps({**r, "capability": torch.backends.cpu.get_cpu_capability()}))
 """
+
+# name -> the environment a setting sets (None: leave the variable unset). "project" is what importing
+# selfdev sets (selfdev.PINNED_CPU_ENV).
+def settings() -> dict[str, dict[str, str | None]]:
+    import selfdev
+
+    none = {"ATEN_CPU_CAPABILITY": None, "MKL_CBWR": None, "ONEDNN_MAX_CPU_ISA": None}
+    avx2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    return {
+        "project": dict(selfdev.PINNED_CPU_ENV),
+        "avx2": {**avx2, "MKL_CBWR": "AVX2"},
+        "avx2_strict": {**avx2, "MKL_CBWR": "AVX2,STRICT"},
+        "compatible": {**avx2, "MKL_CBWR": "COMPATIBLE"},
+        "compatible_strict": {**avx2, "MKL_CBWR": "COMPATIBLE,STRICT"},
+        "compatible_aten_default": {**avx2, "MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"},
+        "native": {**none, "SELFDEV_NATIVE_CPU": "1"},
+    }
+
+
+# Digests of b3978cd's CHILD at 100 steps printed on an Intel Xeon (Sapphire Rapids, AMX) by another
+# machine; "avx2" was that commit's pinning.
+INTEL_SPR_B3978CD = {"avx2": "997a1b1ac44bb125", "avx2_strict": "29f4da415116a48b",
+                     "compatible": "069fe323a43234d3", "compatible_strict": "069fe323a43234d3",
+                     "compatible_aten_default": "ad056244dfc53608"}
+
+
+def run_setting(env_over: dict[str, str | None], steps: int, prompt: str) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "SELFDEV_NATIVE_CPU")}
+    # Set explicitly, so that importing selfdev (whose defaults never override the environment) keeps them.
+    env.update({k: v for k, v in env_over.items() if v is not None})
+    if "SELFDEV_NATIVE_CPU" not in env_over:
+        env["SELFDEV_NATIVE_CPU"] = "1"  # nothing set by selfdev beyond what this setting names
+    out = subprocess.run([sys.executable, "-c", CHILD, str(steps), prompt], env=env, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--only", nargs="*", help="settings to run (default: all)")
     args = p.parse_args(argv)
     from pathlib import Path
 
@@ -56,19 +83,20 @@ def main(argv: list[str] | None = None) -> None:
         model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "?")
     print(f"CPU: {model}; {args.steps} M0 training steps at the default config's threads")
     results = {}
-    for mode in ("pinned", "native"):
-        env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")}
-        if mode == "native":
-            env["SELFDEV_NATIVE_CPU"] = "1"
-        out = subprocess.run([sys.executable, "-c", CHILD, str(args.steps), prompt], env=env, capture_output=True,
-                             text=True, check=True)
-        results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
-        r = results[mode]
-        print(f"  {mode:7s} capability {r['capability']:7s} {r['per_step_ms']:7.1f} ms/step  "
-              f"loss {r['loss_last']:.4f}  weights {r['weights']}")
-    cost = results["pinned"]["seconds"] / results["native"]["seconds"] - 1
-    same = results["pinned"]["weights"] == results["native"]["weights"]
-    print(json.dumps({"pinned_over_native": round(cost, 3), "same_weights": same}))
+    table = settings()
+    for name, env_over in table.items():
+        if args.only and name not in args.only:
+            continue
+        r = results[name] = run_setting(env_over, args.steps, prompt)
+        shown = " ".join(f"{k}={v}" for k, v in env_over.items() if v is not None)
+        same_as = [n for n, e in table.items() if e == env_over and n in INTEL_SPR_B3978CD]
+        ref = INTEL_SPR_B3978CD[same_as[0]] if same_as else "-"
+        print(f"  {name:24s} {r['per_step_ms']:7.1f} ms/step  loss {r['loss_last']:.4f}  weights {r['weights']}"
+              f"  (Intel SPR, b3978cd: {ref})  capability {r['capability']}  [{shown}]", flush=True)
+    if "native" in results:
+        base = results["native"]["seconds"]
+        print(json.dumps({name: {"over_native": round(r["seconds"] / base - 1, 3), "weights": r["weights"]}
+                          for name, r in results.items()}))
 
 
 if __name__ == "__main__":

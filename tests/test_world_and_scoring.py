@@ -133,6 +133,36 @@ def test_task_vector_file_checks(tmp_path, micro_world):
         TaskVectorSet([tmp_path / "foreign.safetensors"])
 
 
+# The default M0's weights after SEED_DIGEST_STEPS training steps under selfdev's numerics settings
+# (selfdev.PINNED_CPU_ENV), printed on this project's machine (AMD EPYC, Zen 4, AVX-512) and, for the
+# same settings, on an AVX2-only AMD EPYC. An Intel Xeon computes other digests under every setting
+# measured (benchmarks/cpu_pinning.py; README, "Which machines compute the same numbers").
+SEED_DIGEST_STEPS = 10
+SEED_DIGEST = "a700561999aa36ed"
+
+
+def test_default_seed_model_digest_is_this_commits():
+    """One set of numbers per commit: the default M0, trained for a few steps in a fresh process (so the
+    numerics settings that importing selfdev applies are in force), has the digest in the repository.
+    Fails on any machine whose numerics differ, and whenever the default world recipe changes (then the
+    constant is updated with the recipe, from this machine)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "SELFDEV_NATIVE_CPU")}
+    prompt = Path(__file__).resolve().parents[1] / "config" / "prompts" / "toy.yaml"
+    code = ("import json, selfdev\nfrom selfdev.world.build import seed_weights_digest\n"
+            f"print(json.dumps(seed_weights_digest(steps={SEED_DIGEST_STEPS}, prompt={str(prompt)!r})))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["loss_last"] < 3.5  # it trained (the first loss is ~4.4, ln of the vocabulary)
+    assert got["weights"] == SEED_DIGEST, (
+        f"this machine trains another default M0 ({got['weights']} != {SEED_DIGEST}): its CPU numerics differ "
+        "from the machine the repository's figures come from (see README, 'Which machines compute the same numbers')")
+
+
 def test_training_is_bit_identical_at_one_and_two_threads():
     """The training rules' threads (world.seed_training.threads, loop.threads) default to 1 so that no
     job waits for both cores; that moves only the schedule if training gives the same bits at any

@@ -9,13 +9,18 @@ import platform
 
 __version__ = "0.1.0"
 
-# The same numbers on every x86-64 machine: torch picks its vector kernels (ATen), MKL its BLAS code
-# path and oneDNN its ISA by the CPU it finds, so an AVX-512 machine and an AVX2 one train different
-# toy worlds from the same seed. Pinning all three to AVX2 (which every x86-64 server of the last
-# decade has) makes them compute alike. Set before torch is imported (every workflow script and the
-# CLI import selfdev first); a value already in the environment wins, and SELFDEV_NATIVE_CPU=1
-# leaves the libraries to choose (faster on AVX-512, not reproducible across CPUs).
-PINNED_CPU_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# The same numbers on every x86-64 machine of one vendor: torch picks its vector kernels (ATen), MKL its
+# BLAS code path and oneDNN its ISA by the CPU it finds, so an AVX-512 machine and an AVX2 one train
+# different toy worlds from the same seed. Pinning all three to AVX2 (which every x86-64 server of the
+# last decade has) makes them compute alike; MKL's STRICT mode also makes its results independent of the
+# thread count (without it an Intel Xeon trained different weights at 1 and 2 threads). Measured with
+# benchmarks/cpu_pinning.py (M0 of commit b3978cd, 100 steps, AMD EPYC Zen 4, idle): this setting 175.7
+# ms/step, MKL_CBWR=AVX2 191.9, COMPATIBLE 355 (1.85x slower) -- and no setting, COMPATIBLE included,
+# gives the digests an Intel Sapphire Rapids printed, so AMD and Intel CPUs train different worlds
+# (README, "Which machines compute the same numbers"). Set before torch is imported (every workflow script and
+# the CLI import selfdev first); a value already in the environment wins, and SELFDEV_NATIVE_CPU=1 leaves
+# the libraries to choose (faster on AVX-512, not reproducible across CPUs).
+PINNED_CPU_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 if platform.machine() in ("x86_64", "AMD64") and os.environ.get("SELFDEV_NATIVE_CPU") != "1":
     for _key, _value in PINNED_CPU_ENV.items():
         os.environ.setdefault(_key, _value)

@@ -148,6 +148,29 @@ def train_expert(*, name: str, skills: Sequence[str], seed: int, training: dict,
     return log
 
 
+def seed_weights_digest(*, steps: int, prompt: str | Path, config: dict | None = None) -> dict:
+    """The default toy M0 (or `config`'s) trained for `steps` steps at its configured threads, from master
+    seed 0, and the first 16 hex digits of a sha256 over its weights: two machines that print the same
+    digest compute the same worlds. Called by tests/test_world_and_scoring.py and
+    benchmarks/cpu_pinning.py in a fresh process, so that the numerics settings of `selfdev` apply."""
+    import hashlib
+
+    from selfdev.config import validate_config
+    from selfdev.world.chartok import build_char_tokenizer
+
+    w = validate_config(config or {})["world"]
+    set_threads(w["seed_training"]["threads"])
+    tok = build_char_tokenizer()
+    rows = split_rows("seed_train", seed=0, skills=w["skills"], data=w["data"])
+    model = build_tiny_llama(tiny_llama_spec(w["model"]), tok, 1)
+    spec = train_spec({**w["seed_training"], "steps": steps}, 2, warmup_steps=20)
+    t0 = time.perf_counter()
+    losses = train_causal_lm(model, tok, load_template(prompt), rows, spec)
+    seconds = time.perf_counter() - t0
+    digest = hashlib.sha256(b"".join(q.detach().numpy().tobytes() for q in model.parameters())).hexdigest()[:16]
+    return {"weights": digest, "seconds": seconds, "per_step_ms": 1000 * seconds / steps, "loss_last": losses[-1]}
+
+
 # --- workflow steps: a rule's config subset and files in, files out -----------------------------------
 def write_split(*, split: str, config: dict, out: str | Path, prompt: str | Path | None = None) -> dict:
     """Rule `world_split`: config holds `seed`, `eval.task` and what the split reads (see split_cfg):
