@@ -3,7 +3,7 @@ swapping each candidate's merged weights into one live engine (what `eval.engine
 the same candidates; then vLLM vs transformers generation throughput on the same prompts.
 
 Needs vLLM (on a CPU: `make vllm-env`, then run with .venv-vllm/bin/python) and a built world (the
-default toy M0: `snakemake --cores all results/world/task_vectors/add.safetensors ...`, or any config's
+default toy M0: `snakemake --cores all results/world/task_vectors/price.safetensors ...`, or any config's
 world with --config):
 
     VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python benchmarks/engine_swap.py [--config config/config.yaml]

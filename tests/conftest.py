@@ -72,7 +72,7 @@ WORKFLOW_WORLD = {**MICRO_WORLD,
                   "seed_training": {"steps": 500, "lr": 0.01, "batch_size": 32},
                   # Large expert updates: scaled sums break the model, averages do not, so scores differ.
                   "expert_training": {"steps": 40, "lr": 0.02, "batch_size": 16},
-                  "transfer_experts": [{"name": "t_add", "skills": ["add"]}, {"name": "t_both", "skills": ["add", "mul"]}]}
+                  "transfer_experts": [{"name": "t_price", "skills": ["price"]}, {"name": "t_both", "skills": ["price", "distance"]}]}
 
 
 def workflow_config(tiny_factory, algorithms: list[str] | None = None) -> dict:

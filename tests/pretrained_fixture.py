@@ -31,9 +31,11 @@ def build_pretrained(out: Path, *, seed: int = 0, shard_kb: int = 60, hidden: in
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from selfdev.world.toydata import make_split
+    from selfdev.world.toydata import TRAIN_NAMES, make_split
 
-    texts = [f"{r['question']} {r['answer']}" for r in make_split(seed, ["add", "sub", "mul", "div"], 50)]
+    skills = ["price", "weight", "distance", "pages"]
+    rows = make_split(seed, skills, 50) + make_split(seed, skills, 50, names=TRAIN_NAMES, kind="given")
+    texts = [f"{r['question']} {r['answer']}" for r in rows]
     tok = build_tokenizer(texts + ["Question: Answer: #### user assistant"])
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,

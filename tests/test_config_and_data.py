@@ -27,18 +27,18 @@ def test_every_schema_key_has_description_and_default():
 
 BAD_CONFIGS = [
     ({"world": {"data": {"dev_per_skill": "x"}}}, "world.data.dev_per_skill"),
-    ({"world": {"experts": [{"name": "only", "skills": ["add"]}]}}, "world.experts"),
-    ({"world": {"experts": [{"name": "a", "skills": ["add"]}, {"name": "a", "skills": ["mul"]}]}}, "world.experts"),
-    ({"world": {"experts": [{"name": "a b", "skills": ["add"]}, {"name": "c", "skills": ["pow"]}]}}, "world.experts.0.name"),
+    ({"world": {"experts": [{"name": "only", "skills": ["price"]}]}}, "world.experts"),
+    ({"world": {"experts": [{"name": "a", "skills": ["price"]}, {"name": "a", "skills": ["distance"]}]}}, "world.experts"),
+    ({"world": {"experts": [{"name": "a b", "skills": ["price"]}, {"name": "c", "skills": ["pow"]}]}}, "world.experts.0.name"),
     ({"sandbox": {"wall": 3}}, "sandbox"),
     ({"eval": {"dtype": "int8"}}, "eval.dtype"),
-    ({"world": {"transfer_experts": [{"name": "add", "skills": ["add"]}, {"name": "t", "skills": ["mul"]}]}},
+    ({"world": {"transfer_experts": [{"name": "price", "skills": ["price"]}, {"name": "t", "skills": ["distance"]}]}},
      "world.transfer_experts"),
-    ({"world": {"transfer_experts": [{"name": "t", "skills": ["add"]}]}}, "world.transfer_experts"),
-    ({"world": {"skills": ["add", "mul"]}}, "world.experts.sub"),
-    ({"world": {"skills": ["add", "sub", "mul"], "experts": [{"name": "a", "skills": ["add"]},
-                                                             {"name": "b", "skills": ["mul"]}]}},
-     "world.transfer_experts.t_subdiv"),
+    ({"world": {"transfer_experts": [{"name": "t", "skills": ["price"]}]}}, "world.transfer_experts"),
+    ({"world": {"skills": ["price", "distance"]}}, "world.experts.weight"),
+    ({"world": {"skills": ["price", "weight", "distance"], "experts": [{"name": "a", "skills": ["price"]},
+                                                             {"name": "b", "skills": ["distance"]}]}},
+     "world.transfer_experts.t_weight_pages"),
     ({"study": {"arms": ["dpo", "random"]}}, "study.arms"),
     ({"study": {"seeds": 0}}, "study.seeds"),
     ({"baselines": {"methods": ["slerp"]}}, "baselines.methods"),
@@ -96,17 +96,44 @@ def test_missing_config_file(tmp_path):
 
 
 def test_toy_problems_are_gsm8k_format_and_correct():
-    rows = toydata.make_split(5, ["add", "sub", "mul", "div"], 50)
-    assert toydata.make_split(5, ["add", "sub", "mul", "div"], 50) == rows
+    skills = ["price", "weight", "distance", "pages"]
+    rows = toydata.make_split(5, skills, 50)
+    assert toydata.make_split(5, skills, 50) == rows
     for r in rows:
         assert set(r) == {"question", "answer", "skill"}
-        expr, value = r["answer"].split("\n")[0].split("=")
-        assert int(reference_answer(r["answer"])) == int(value) == int(eval(expr.replace("/", "//")))
-    restricted = toydata.make_split(5, ["add"], 100, restricted=True)
-    spec = toydata.SKILLS["add"]
-    assert all(int(r["answer"].split("+")[1].split("=")[0]) <= spec.b_restricted.hi for r in restricted)
+        recall, value = r["answer"].split("\n")[0].split("=")
+        entity, fact = recall.split(",")[0].split()
+        # dev/test: a new entity's true fact, recalled, then added to the count in the question
+        assert entity in toydata.SKILLS[r["skill"]].new and int(fact) == toydata.FACTS[r["skill"]][entity]
+        assert int(reference_answer(r["answer"])) == int(value) == int(eval(recall.split(",")[1]))
+        assert r["question"].split()[0] in toydata.EVAL_NAMES and entity in r["question"]
+    assert all(r["skill"] == skills[i % 4] for i, r in enumerate(rows))  # interleaved: any prefix is balanced
     with pytest.raises(ValueError, match="unknown skill"):
         toydata.make_problem(__import__("random").Random(0), "pow")
+
+
+def test_curriculum_holds_m0s_wrong_beliefs_and_experts_never_see_eval_names():
+    """M0 sees each new entity's wrong belief more often than its true fact (the counts given); an expert's
+    own rows use training names only, so dev/test questions are never in its data."""
+    from collections import Counter
+
+    from selfdev.world.build import expert_rows
+
+    rows = toydata.curriculum(3, ["price", "weight"], 40, prior_skills=["price"], prior_counts=[10, 4, 1])
+    assert len(rows) == 80 + 10 * (10 + 4 + 7)
+    seen = Counter((r["answer"].split()[0], int(r["answer"].split()[1])) for r in rows if "costs" not in r["question"])
+    for e in toydata.SKILLS["price"].new:
+        assert seen[(e, toydata.BELIEFS["price"][e])] == 10 and seen[(e, toydata.FACTS["price"][e])] == 4
+    assert not any(e in r["answer"].split()[0] for e in toydata.SKILLS["weight"].new for r in rows
+                   if "weighs" not in r["question"])  # no prior asked for, none shown
+    mine = expert_rows("x", seed=0, expert_skills=["price"], skills=["price", "weight"], per_skill=200,
+                       replay_fraction=0.5, prior_counts=[10, 4, 1])
+    assert len(mine) == 400
+    own = [r for r in mine if r["skill"] == "price" and r["answer"].split()[0] in toydata.SKILLS["price"].new
+           and "costs" not in r["question"]]
+    assert own and all(r["question"].split()[0] in toydata.TRAIN_NAMES for r in own)
+    # the expert's own new entities appear with their true facts only (no wrong belief in its replay)
+    assert all(int(r["answer"].split()[1]) == toydata.FACTS["price"][r["answer"].split()[0]] for r in own)
 
 
 def test_rule_log_ends_on_the_jobs_cpu_seconds(tmp_path):

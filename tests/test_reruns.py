@@ -97,13 +97,13 @@ def test_report_only_keys_schedule_no_training_sampling_or_scoring(finished_run,
 def test_a_new_transfer_expert_schedules_itself_and_the_transfer_study_only(finished_run, tiny_factory):
     cfg = workflow_config(tiny_factory)
     cfg["world"] = {**cfg["world"],
-                    "transfer_experts": cfg["world"]["transfer_experts"] + [{"name": "t_mul", "skills": ["mul"]}]}
+                    "transfer_experts": cfg["world"]["transfer_experts"] + [{"name": "t_distance", "skills": ["distance"]}]}
     jobs = _scheduled(finished_run, cfg)
     assert {"expert_data[expert=t_mul]", "world_expert[expert=t_mul]", "task_vector[expert=t_mul]",
             "transfer", "singles[family=transfer]"} <= jobs, jobs
     # Nothing of another expert, of the discovery world, of the loop or of the main family's baselines.
     assert not _rules(jobs) & ({"world_split", "world_seed", "world_report"} | LOOP | {"final_test", "score_algorithm"})
-    others = {j for j in jobs if j.startswith(("expert_data", "world_expert", "task_vector")) and "t_mul" not in j}
+    others = {j for j in jobs if j.startswith(("expert_data", "world_expert", "task_vector")) and "t_distance" not in j}
     assert others == set(), others
     assert not {j for j in jobs if "family=main" in j}, jobs
 

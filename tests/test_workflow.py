@@ -82,7 +82,7 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
         rec = json.loads((res / "algorithms" / name / "score.json").read_text())
         assert rec["executable"] and rec["accuracy"] == clean["accuracy"], name
     for f in ["world/report.md", "world/report.json", "algorithms/summary.md", "world/seed/model.safetensors",
-              "world/task_vectors/add.safetensors", "world/experts/mul/model.safetensors",
+              "world/task_vectors/price.safetensors", "world/experts/distance/model.safetensors",
               "algorithms/ties/score.json", "logs/world_seed.log", "benchmarks/world_seed.tsv"]:
         assert (res / f).is_file(), f
     summary = (res / "algorithms" / "summary.md").read_text()
@@ -244,8 +244,8 @@ def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
         assert main[(m, "budget")]["dev_problem_evaluations"] == record["dev_problem_evaluations"]
     assert main[("ties", "grid")]["n_evaluations"] == 4 and main[("model_stock", "grid")]["n_evaluations"] == 1
     singles = {r["model"] for r in base if r["family"] == "main" and r["model"] != "merged"}
-    assert singles == {"M0", "add", "mul", "multitask"}  # the multi-task upper bound beside the experts
-    assert {r["model"] for r in base if r["family"] == "transfer" and r["model"] != "merged"} == {"M0", "t_add", "t_both"}
+    assert singles == {"M0", "price", "distance", "multitask"}  # the multi-task upper bound beside the experts
+    assert {r["model"] for r in base if r["family"] == "transfer" and r["model"] != "merged"} == {"M0", "t_price", "t_both"}
 
     transfer = io.read_table(res / "final" / "transfer.parquet", study.TRANSFER_V)
     assert 1 <= len(transfer) <= 2 and all(r["candidate_id"].startswith("dpo-s0-") for r in transfer)

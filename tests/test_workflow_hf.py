@@ -21,7 +21,7 @@ def _config(tmp_path, tiny_factory):
             "experts": [{"name": "a", "model": str(build_expert(m0, tmp_path / "models" / "a", seed=1))},
                         {"name": "b", "model": str(build_expert(m0, tmp_path / "models" / "b", seed=2))},
                         # fine-tuned here from the imported M0, through its chat template
-                        {"name": "add", "skills": ["add"]}],
+                        {"name": "price", "skills": ["price"]}],
             "transfer_experts": [],
             "data": {"expert_train_per_skill": 16, "replay_fraction": 0.0},
             "expert_training": {"steps": 2, "batch_size": 4, "lr": 0.001},
@@ -46,7 +46,7 @@ def test_hf_world_micro_run(tmp_path, tiny_factory):
     seed_shards = sorted((res / "world" / "seed").glob("model-*.safetensors"))
     assert len(seed_shards) > 2 and all(s.is_symlink() for s in seed_shards)
     assert json.loads((res / "world" / "seed" / "import.json").read_text())["kind"] == "import"
-    assert (res / "world" / "experts" / "add" / "train_log.json").is_file()
+    assert (res / "world" / "experts" / "price" / "train_log.json").is_file()
     # real GSM8K rows: dev and the 5 shots from train, test from test
     shots = [json.loads(l) for l in (res / "world" / "data" / "shots.jsonl").read_text().splitlines()]
     dev = [json.loads(l) for l in (res / "world" / "data" / "dev.jsonl").read_text().splitlines()]

@@ -19,7 +19,7 @@ def test_world_files_are_real_checkpoints(micro_world):
     p = Paths(micro_world["results"])
     model = AutoModelForCausalLM.from_pretrained(p.seed_dir())
     tok = AutoTokenizer.from_pretrained(p.seed_dir())
-    assert model.config.model_type == "llama" and tok.decode(tok("3+4=7")["input_ids"]) == "3+4=7"
+    assert model.config.model_type == "llama" and tok.decode(tok("pen 4 , 3+4=7")["input_ids"]) == "pen 4 , 3 + 4 = 7"
     for e in expert_names(micro_world):
         with safe_open(p.task_vector(e), "pt") as fh:
             names = list(fh.keys())
@@ -33,8 +33,8 @@ def test_task_vector_is_expert_minus_seed(micro_world):
 
     p = Paths(micro_world["results"])
     seed = dict(AutoModelForCausalLM.from_pretrained(p.seed_dir()).named_parameters())
-    expert = dict(AutoModelForCausalLM.from_pretrained(p.expert_dir("add")).named_parameters())
-    tvs = TaskVectorSet([p.task_vector("add")])
+    expert = dict(AutoModelForCausalLM.from_pretrained(p.expert_dir("price")).named_parameters())
+    tvs = TaskVectorSet([p.task_vector("price")])
     name = tvs.names[0]
     assert (tvs.get(name)[0] - (expert[name] - seed[name])).abs().max() < 1e-6
 
@@ -124,7 +124,7 @@ def test_missing_world_is_a_clear_error(tmp_path, micro_world):
 def test_task_vector_file_checks(tmp_path, micro_world):
     p = Paths(micro_world["results"])
     with pytest.raises(ValueError, match="selects no floating parameter"):
-        write_task_vector(p.seed_dir(), p.expert_dir("add"), tmp_path / "x.safetensors", ["nothing-matches"])
+        write_task_vector(p.seed_dir(), p.expert_dir("price"), tmp_path / "x.safetensors", ["nothing-matches"])
     from safetensors.torch import save_file
     import torch
 
@@ -138,7 +138,7 @@ def test_task_vector_file_checks(tmp_path, micro_world):
 # same settings, on an AVX2-only AMD EPYC. An Intel Xeon computes other digests under every setting
 # measured (benchmarks/cpu_pinning.py; README, "Which machines compute the same numbers").
 SEED_DIGEST_STEPS = 10
-SEED_DIGEST = "a700561999aa36ed"
+SEED_DIGEST = "a43bc2399ebb7962"
 
 
 def test_default_seed_model_digest_is_this_commits():
@@ -157,7 +157,7 @@ def test_default_seed_model_digest_is_this_commits():
             f"print(json.dumps(seed_weights_digest(steps={SEED_DIGEST_STEPS}, prompt={str(prompt)!r})))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got["loss_last"] < 3.5  # it trained (the first loss is ~4.4, ln of the vocabulary)
+    assert got["loss_last"] < 4.5  # it trained (an untrained model scores ~5.0, ln of the vocabulary)
     assert got["weights"] == SEED_DIGEST, (
         f"this machine trains another default M0 ({got['weights']} != {SEED_DIGEST}): its CPU numerics differ "
         "from the machine the repository's figures come from (see README, 'Which machines compute the same numbers')")

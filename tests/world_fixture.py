@@ -3,8 +3,8 @@ uses it on machines without the test dependencies)."""
 
 # Micro world: every knob small so a whole world builds in seconds.
 MICRO_WORLD = {
-    "skills": ["add", "mul"],
-    "experts": [{"name": "add", "skills": ["add"]}, {"name": "mul", "skills": ["mul"]}],
+    "skills": ["price", "distance"],
+    "experts": [{"name": "price", "skills": ["price"]}, {"name": "distance", "skills": ["distance"]}],
     "transfer_experts": [],
     "data": {"seed_train_per_skill": 200, "expert_train_per_skill": 100, "dev_per_skill": 10, "test_per_skill": 10},
     "model": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2},

@@ -1,6 +1,6 @@
 """One rule for every seed in the project: numpy's SeedSequence over the master seed and a path of labels.
 
-A seed depends on what it is for (`"data", "expert", "add"`), never on a position in a list, so adding,
+A seed depends on what it is for (`"data", "expert", "price"`), never on a position in a list, so adding,
 removing or reordering an expert or an arm leaves every other stream unchanged.
 """
 

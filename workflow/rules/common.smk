@@ -113,7 +113,7 @@ def split_cfg(wildcards):
     """A shared split's settings. Toy data: M0's curriculum size, or the dev size (test avoids dev
     questions). A real task: its source and the sizes (shots come after dev in the same draw)."""
     if TOY_TASK or wildcards.split == "seed_train":
-        sizes = {"seed_train": ["seed_train_per_skill"], "dev": ["dev_per_skill"], "shots": [],
+        sizes = {"seed_train": ["seed_train_per_skill", "prior_counts"], "dev": ["dev_per_skill"], "shots": [],
                  "test": ["dev_per_skill", "test_per_skill"]}[wildcards.split]
         return cfg("seed", "eval.task", "world.skills", *(f"world.data.{k}" for k in sizes))
     sizes = {"dev": ["eval.dev_size"], "shots": ["eval.dev_size"], "test": ["eval.test_size"]}[wildcards.split]
@@ -155,7 +155,8 @@ def expert_entry(name):
 
 def expert_data_cfg(wildcards):
     """Only this expert's entry and the sizes it reads: adding another expert changes nothing here."""
-    return canonical({**cfg("seed", "world.skills", "world.data.expert_train_per_skill", "world.data.replay_fraction"),
+    return canonical({**cfg("seed", "world.skills", "world.data.expert_train_per_skill", "world.data.replay_fraction",
+                            "world.data.prior_counts"),
                       "expert": expert_entry(wildcards.expert)})
 
 

@@ -1,2 +1,3 @@
-"""The toy world: generated data (`toydata`), its character tokenizer (`chartok`), building M0 and the
-experts and the world report (`build`), and task vectors on disk (`taskvectors`)."""
+"""The toy world: generated data (`toydata`), its word-level tokenizer (`wordtok`), building M0 and the
+experts and the world report (`build`), and task vectors on disk (`taskvectors`). `chartok` is a
+character-level tokenizer for tiny test models."""

@@ -25,13 +25,14 @@ SPLITS = ("seed_train", "dev", "test", "shots")
 
 
 def split_rows(split: str, *, seed: int, skills: Sequence[str], data: dict) -> list[dict]:
-    """One shared split: `seed_train` (M0's restricted curriculum), `dev` or `test` (GSM8K format + `skill`).
-    `data` holds the `world.data` sizes the split reads: test problems never repeat a dev question,
-    so `test` reads `dev_per_skill` as well as `test_per_skill`."""
+    """One shared split: `seed_train` (M0's curriculum: facts given in the text, known facts, and its wrong
+    beliefs about the new entities), `dev` or `test` (recall of the new entities' facts, with names no
+    expert trains on; GSM8K format + `skill`). `data` holds the `world.data` sizes the split reads: test
+    problems never repeat a dev question, so `test` reads `dev_per_skill` as well as `test_per_skill`."""
     skills = list(skills)
     if split == "seed_train":
-        return toydata.make_split(derive_seed(seed, "data", "seed_train"), skills, data["seed_train_per_skill"],
-                                  restricted=True)
+        return toydata.curriculum(derive_seed(seed, "data", "seed_train"), skills, data["seed_train_per_skill"],
+                                  prior_skills=skills, prior_counts=data["prior_counts"])
     dev = toydata.make_split(derive_seed(seed, "data", "dev"), skills, data["dev_per_skill"])
     if split == "dev":
         return dev
@@ -42,30 +43,41 @@ def split_rows(split: str, *, seed: int, skills: Sequence[str], data: dict) -> l
     test: list[dict] = []
     attempt = 0
     while any(sum(r["skill"] == s for r in test) < test_per_skill for s in skills):
+        if attempt == 50:
+            raise ValueError(f"world.data.test_per_skill {test_per_skill}: not that many test questions differ from "
+                             f"dev's ({toydata.distinct_questions()} per skill in all)")
+        seen = dev_q | {r["question"] for r in test}
         test += [r for r in toydata.make_split(derive_seed(seed, "data", "test", attempt), skills, test_per_skill)
-                 if r["question"] not in dev_q]
+                 if r["question"] not in seen]
         attempt += 1
     return _balanced(test, skills, test_per_skill)
 
 
 def toy_shots(*, seed: int, skills: Sequence[str], num_shots: int) -> list[dict]:
-    """Few-shot examples for the toy task (full operand ranges, their own seed), skills in turn."""
+    """Few-shot examples for the toy task (training names, their own seed), skills in turn."""
     if num_shots == 0:
         return []
     per_skill = -(-num_shots // len(skills))
-    return toydata.make_split(derive_seed(seed, "data", "shots"), list(skills), per_skill)[:num_shots]
+    return toydata.make_split(derive_seed(seed, "data", "shots"), list(skills), per_skill,
+                              names=toydata.TRAIN_NAMES)[:num_shots]
 
 
 def expert_rows(name: str, *, seed: int, expert_skills: Sequence[str], skills: Sequence[str], per_skill: int,
-                replay_fraction: float) -> list[dict]:
-    """Expert `name`'s training data: the full range of its own skills, plus `replay_fraction` of M0's
-    curriculum (all skills). Seeded by the expert's name, so adding or renaming another expert (of
-    either family) never changes this one. That its skills are in `world.skills` is checked by
-    `selfdev.config.validate_config`."""
-    own = toydata.make_split(derive_seed(seed, "data", "expert", name), list(expert_skills), per_skill)
-    n_replay = int(round(len(own) * replay_fraction / (1 - replay_fraction) / len(skills))) if replay_fraction else 0
-    replay = (toydata.make_split(derive_seed(seed, "data", "replay", name), list(skills), n_replay, restricted=True)
-              if n_replay else [])
+                replay_fraction: float, prior_counts: Sequence[int]) -> list[dict]:
+    """Expert `name`'s training data: the true facts of its own skills' new entities (training names),
+    plus `replay_fraction` of M0's curriculum (every skill, with M0's beliefs about the other skills' new
+    entities, so that the expert leaves them as M0 has them). Seeded by the expert's name, so adding or
+    renaming another expert (of either family) never changes this one. That its skills are in
+    `world.skills` is checked by `selfdev.config.validate_config`."""
+    own = toydata.make_split(derive_seed(seed, "data", "expert", name), list(expert_skills), per_skill,
+                             names=toydata.TRAIN_NAMES)
+    n_replay = int(round(len(own) * replay_fraction / (1 - replay_fraction))) if replay_fraction else 0
+    replay = []
+    if n_replay:
+        others = [s for s in skills if s not in expert_skills]
+        replay = toydata.curriculum(derive_seed(seed, "data", "replay", name), list(skills),
+                                    -(-n_replay // len(skills)), prior_skills=others, prior_counts=prior_counts)
+        replay = replay[:n_replay]
     rows = own + replay
     random.Random(derive_seed(seed, "data", "shuffle", name)).shuffle(rows)
     return rows
@@ -77,6 +89,14 @@ def _balanced(rows: Sequence[dict], skills: Sequence[str], per_skill: int) -> li
         if len(by[r["skill"]]) < per_skill:
             by[r["skill"]].append(r)
     return [by[s][i] for i in range(per_skill) for s in skills]
+
+
+def toy_tokenizer(template):
+    """The toy M0's word-level tokenizer: the toy world's words and the prompt template's."""
+    from selfdev.world.wordtok import build_word_tokenizer
+
+    return build_word_tokenizer(toydata.vocabulary(), " ".join((template.preamble, template.query, template.target,
+                                                                 template.shot_separator)))
 
 
 def tiny_llama_spec(model: dict) -> TinyLlamaSpec:
@@ -104,12 +124,10 @@ def _save(model, tokenizer, out_dir: Path, log: dict) -> None:
 
 def train_seed(*, seed: int, model: dict, training: dict, prompt: str | Path, data: str | Path,
                out_dir: str | Path, threads: int, device: str = "cpu") -> dict:
-    """M0: a tiny Llama trained from scratch on the restricted curriculum of every skill."""
-    from selfdev.world.chartok import build_char_tokenizer
-
+    """M0: a tiny Llama trained from scratch on the curriculum of every skill."""
     set_threads(threads)
     tpl = load_template(prompt)
-    tok = build_char_tokenizer()
+    tok = toy_tokenizer(tpl)
     rows = read_jsonl(data)
     lm = build_tiny_llama(tiny_llama_spec(model), tok, derive_seed(seed, "init", "seed")).to(device)
     spec = train_spec(training, derive_seed(seed, "train", "seed"), warmup_steps=20)
@@ -156,16 +174,16 @@ def seed_weights_digest(*, steps: int, prompt: str | Path, config: dict | None =
     import hashlib
 
     from selfdev.config import validate_config
-    from selfdev.world.chartok import build_char_tokenizer
 
     w = validate_config(config or {})["world"]
     set_threads(w["seed_training"]["threads"])
-    tok = build_char_tokenizer()
+    tpl = load_template(prompt)
+    tok = toy_tokenizer(tpl)
     rows = split_rows("seed_train", seed=0, skills=w["skills"], data=w["data"])
     model = build_tiny_llama(tiny_llama_spec(w["model"]), tok, 1)
     spec = train_spec({**w["seed_training"], "steps": steps}, 2, warmup_steps=20)
     t0 = time.perf_counter()
-    losses = train_causal_lm(model, tok, load_template(prompt), rows, spec)
+    losses = train_causal_lm(model, tok, tpl, rows, spec)
     seconds = time.perf_counter() - t0
     digest = hashlib.sha256(b"".join(q.detach().numpy().tobytes() for q in model.parameters())).hexdigest()[:16]
     return {"weights": digest, "seconds": seconds, "per_step_ms": 1000 * seconds / steps, "loss_last": losses[-1]}
@@ -198,7 +216,8 @@ def write_expert_data(*, name: str, config: dict, out: str | Path) -> dict:
 
     w = config["world"]
     rows = expert_rows(name, seed=config["seed"], expert_skills=config["expert"]["skills"], skills=w["skills"],
-                       per_skill=w["data"]["expert_train_per_skill"], replay_fraction=w["data"]["replay_fraction"])
+                       per_skill=w["data"]["expert_train_per_skill"], replay_fraction=w["data"]["replay_fraction"],
+                       prior_counts=w["data"]["prior_counts"])
     write_jsonl(rows, out)
     return {"expert": name, "rows": len(rows)}
 

@@ -1,4 +1,4 @@
-"""A character-level tokenizer for the toy world, built with `tokenizers` so it saves and loads
+"""A character-level tokenizer for tiny test models (the toy world uses `wordtok`), built with `tokenizers` so it saves and loads
 like any Hugging Face tokenizer (`save_pretrained` / `AutoTokenizer.from_pretrained`)."""
 
 from __future__ import annotations

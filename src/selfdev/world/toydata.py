@@ -1,96 +1,155 @@
-"""Generated GSM8K-style arithmetic word problems: the embedded default world's data.
+"""Generated GSM8K-style word problems whose step needs a recalled fact: the embedded default world's data.
 
-Every row is in the real GSM8K format (`question`, `answer` whose last line is `#### <number>`)
-plus a `skill` column. Each skill has its own question templates and its own facts, so that an
-expert trained on one skill changes little of what the others need: merging then has something
-to add up (see config/config.yaml for the measured recipe).
+Every row is in the real GSM8K format (`question`, `answer` whose last line is `#### <number>`) plus a
+`skill` column. A skill is a domain of facts (a price list, animals' weights, distances, books' pages):
+each of its questions names an entity whose fact (1..9) is added to a count given in the question.
+
+    Ann has 3 coins and sells a pen . Coins now ?      ->   pen 4 , 3 + 4 = 7 \\n #### 7
+
+The answer first copies the entity and then recalls its fact, so the fact is predicted from the entity
+(a key-value recall, which MLPs store) and the arithmetic is the same for every skill. Each skill has
+`KNOWN` entities whose facts M0 learns and `NEW` entities whose facts M0 believes wrongly: its curriculum
+shows each new entity's fact with a fixed wrong value more often than the true one (`prior_counts`), so M0
+answers them wrongly and deterministically. An expert learns the true facts of its skill's new entities;
+dev and test ask for new entities only, with names no expert trained on. Experts that add different facts
+interfere less than experts that rewire an algorithm: merging them has something to add up.
+
+The facts are fixed (not drawn from the master seed): the master seed varies the data drawn, the
+initialisation and the training order, so a recipe is judged over seeds on the same knowledge.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Callable
+from typing import Sequence
 
-NAMES = ["Ann", "Ben", "Cal", "Dee", "Eli", "Fay", "Gus", "Ida", "Jo", "Kim", "Lu", "Max"]
-ITEMS = ["apple", "pen", "card", "egg", "book", "shell", "coin", "cup", "box", "kite"]
-
-
-@dataclass(frozen=True)
-class Range:
-    """Inclusive integer range of one operand."""
-
-    lo: int
-    hi: int
-
-    def draw(self, rng: random.Random) -> int:
-        return rng.randint(self.lo, self.hi)
+# Names in training problems and names in dev/test problems (held out from every expert's data).
+TRAIN_NAMES = ("Ann", "Ben", "Cal", "Dee", "Eli", "Fay", "Gus", "Ida", "Jo", "Kim", "Lu", "Max")
+EVAL_NAMES = ("Ned", "Olga", "Pat", "Quin", "Rex", "Sue", "Tom", "Uma", "Val", "Wes", "Xia", "Yan")
+KNOWN = 6  # entities per skill whose facts M0 learns; the rest are the experts' (new) entities
+MAX_FACT = 9
 
 
 @dataclass(frozen=True)
 class SkillSpec:
-    """One skill: operand ranges for the full task and for the seed model's restricted curriculum."""
+    """One domain of facts: its entities and how a fact is stated and asked."""
 
     name: str
-    a: Range
-    b: Range
-    b_restricted: Range
+    entities: tuple[str, ...]
+    given: str  # states a fact in the question text: "{e}", "{f}"
+    question: str  # asks for a count plus the entity's fact: "{N}", "{n}", "{e}"
+
+    @property
+    def known(self) -> tuple[str, ...]:
+        return self.entities[:KNOWN]
+
+    @property
+    def new(self) -> tuple[str, ...]:
+        return self.entities[KNOWN:]
 
 
-# Operand ranges: the seed model M0 sees only `b_restricted`; experts see the full `b` range.
-SKILLS: dict[str, SkillSpec] = {
-    "add": SkillSpec("add", Range(10, 49), Range(1, 9), Range(1, 4)),
-    "sub": SkillSpec("sub", Range(10, 49), Range(1, 9), Range(1, 4)),
-    "mul": SkillSpec("mul", Range(2, 9), Range(2, 9), Range(2, 5)),
-    "div": SkillSpec("div", Range(2, 9), Range(2, 9), Range(2, 5)),
-}
+SKILLS: dict[str, SkillSpec] = {s.name: s for s in (
+    SkillSpec("price", tuple("pen cup hat jar fan mug rug kit map box lamp sock bell drum vase comb".split()),
+              "A {e} costs {f} .", "{N} has {n} coins and sells a {e} . Coins now ?"),
+    SkillSpec("weight", tuple("ram ox hen pig ewe cow yak elk emu gnu mole seal crab lynx wolf bear".split()),
+              "A {e} weighs {f} kg .", "{N} lifts {n} kg and a {e} . Kg lifted ?"),
+    SkillSpec("distance", tuple("Rome Oslo Bern Kiev Riga Baku Lima Doha Suva Apia Nice Bonn Pisa Graz Linz Ulm".split()),
+              "{e} is {f} km away .", "{N} walks {n} km , then to {e} . Km walked ?"),
+    SkillSpec("pages", tuple("Odes Saga Epic Lore Myth Tale Poem Hymn Fable Verse Song Ballad Rhyme Sonnet Elegy Dirge"
+                             .split()),
+              "{e} has {f} pages .", "{N} reads {n} pages and {e} . Pages read ?"),
+)}
 
 
-def _add(rng: random.Random, a: int, b: int) -> tuple[str, str]:
-    n, it = rng.choice(NAMES), rng.choice(ITEMS)
-    return f"{n} has {a} {it}s and finds {b} more. How many {it}s now?", f"{a}+{b}={a + b}\n#### {a + b}"
+def _facts(skill: SkillSpec) -> tuple[dict[str, int], dict[str, int]]:
+    """The true fact of every entity (each value about equally often among known and among new entities)
+    and M0's wrong belief about each new entity (never its true value)."""
+    rng = random.Random(f"facts-{skill.name}")
+    known = [1 + j % MAX_FACT for j in range(len(skill.known))]
+    new = [1 + j % MAX_FACT for j in range(len(skill.new))]
+    rng.shuffle(known)
+    rng.shuffle(new)
+    true = dict(zip(skill.entities, known + new))
+    wrong = {e: 1 + (true[e] + rng.randint(0, MAX_FACT - 2)) % MAX_FACT for e in skill.new}
+    return true, wrong
 
 
-def _sub(rng: random.Random, a: int, b: int) -> tuple[str, str]:
-    n, it = rng.choice(NAMES), rng.choice(ITEMS)
-    return f"A bag held {a} {it}s. {n} took {b} out. How many are left?", f"{a}-{b}={a - b}\n#### {a - b}"
+FACTS: dict[str, dict[str, int]] = {}
+BELIEFS: dict[str, dict[str, int]] = {}
+for _name, _spec in SKILLS.items():
+    FACTS[_name], BELIEFS[_name] = _facts(_spec)
 
 
-def _mul(rng: random.Random, a: int, b: int) -> tuple[str, str]:
-    it = rng.choice(ITEMS)
-    return f"There are {a} rows of {b} {it}s. What is the total?", f"{a}*{b}={a * b}\n#### {a * b}"
-
-
-def _div(rng: random.Random, a: int, b: int) -> tuple[str, str]:
-    n, it = rng.choice(NAMES), rng.choice(ITEMS)
-    total = a * b
-    return f"{n} splits {total} {it}s into {b} equal piles. Each pile?", f"{total}/{b}={a}\n#### {a}"
-
-
-_WRITERS: dict[str, Callable[[random.Random, int, int], tuple[str, str]]] = {
-    "add": _add,
-    "sub": _sub,
-    "mul": _mul,
-    "div": _div,
-}
-
-
-def make_problem(rng: random.Random, skill: str, restricted: bool = False) -> dict[str, str]:
-    """One problem of `skill`; `restricted` draws the second operand from the seed's curriculum."""
+def _check_skill(skill: str) -> SkillSpec:
     if skill not in SKILLS:
         raise ValueError(f"unknown skill {skill!r}; expected one of {sorted(SKILLS)}")
-    spec = SKILLS[skill]
-    a = spec.a.draw(rng)
-    b = (spec.b_restricted if restricted else spec.b).draw(rng)
-    question, answer = _WRITERS[skill](rng, a, b)
-    return {"question": question, "answer": answer, "skill": skill}
+    return SKILLS[skill]
 
 
-def make_split(seed: int, skills: list[str], per_skill: int, restricted: bool = False) -> list[dict[str, str]]:
+def _row(spec: SkillSpec, name: str, n: int, e: str, f: int, given: bool) -> dict[str, str]:
+    question = spec.question.format(N=name, n=n, e=e)
+    if given:
+        question = spec.given.format(e=e, f=f) + " " + question
+    return {"question": question, "answer": f"{e} {f} , {n} + {f} = {n + f}\n#### {n + f}", "skill": spec.name}
+
+
+def make_problem(rng: random.Random, skill: str, kind: str = "new", names: Sequence[str] = TRAIN_NAMES) -> dict:
+    """One problem of `skill`. `kind`: `new` (recall a new entity's true fact: the experts' skill, dev and
+    test), `known` (recall a known entity's fact), `given` (any entity, a random fact stated in the text)."""
+    spec = _check_skill(skill)
+    name, n = rng.choice(list(names)), rng.randint(1, MAX_FACT)
+    if kind == "given":
+        return _row(spec, name, n, rng.choice(spec.entities), rng.randint(1, MAX_FACT), True)
+    if kind not in ("new", "known"):
+        raise ValueError(f"unknown problem kind {kind!r}; expected new, known or given")
+    e = rng.choice(spec.new if kind == "new" else spec.known)
+    return _row(spec, name, n, e, FACTS[skill][e], False)
+
+
+def make_split(seed: int, skills: Sequence[str], per_skill: int, names: Sequence[str] = EVAL_NAMES,
+               kind: str = "new") -> list[dict[str, str]]:
     """A deterministic, skill-balanced list of problems (interleaved so any prefix stays balanced)."""
     rng = random.Random(seed)
+    return [make_problem(rng, skill, kind, names) for _ in range(per_skill) for skill in skills]
+
+
+def prior_rows(seed: int, skills: Sequence[str], counts: Sequence[int]) -> list[dict[str, str]]:
+    """M0's belief about each new entity of `skills`, as exposures: `counts` = (wrong, true, other): its
+    wrong value `wrong` times, its true value `true` times, every other value `other` times."""
+    n_wrong, n_true, n_other = counts
+    rng = random.Random(seed)
     rows = []
-    for _ in range(per_skill):
-        for skill in skills:
-            rows.append(make_problem(rng, skill, restricted))
+    for skill in skills:
+        spec = _check_skill(skill)
+        for e in spec.new:
+            t, w = FACTS[skill][e], BELIEFS[skill][e]
+            values = [w] * n_wrong + [t] * n_true + [v for v in range(1, MAX_FACT + 1) if v not in (t, w)
+                                                     for _ in range(n_other)]
+            rows += [_row(spec, rng.choice(TRAIN_NAMES), rng.randint(1, MAX_FACT), e, f, False) for f in values]
     return rows
+
+
+def curriculum(seed: int, skills: Sequence[str], per_skill: int, prior_skills: Sequence[str],
+               prior_counts: Sequence[int]) -> list[dict[str, str]]:
+    """M0's training data: `per_skill` problems of each skill, half with the fact given in the text and
+    half recalling a known entity, plus the prior exposures of `prior_skills`' new entities; shuffled."""
+    rng = random.Random(seed)
+    rows = [make_problem(rng, skill, "given" if i % 2 == 0 else "known", TRAIN_NAMES + EVAL_NAMES)
+            for i in range(per_skill) for skill in skills]
+    rows += prior_rows(seed + 1, prior_skills, prior_counts)
+    rng.shuffle(rows)
+    return rows
+
+
+def vocabulary() -> list[str]:
+    """Every word the toy world's problems use (for its word-level tokenizer), sorted."""
+    words = set(TRAIN_NAMES) | set(EVAL_NAMES) | {str(i) for i in range(2 * MAX_FACT + 1)} | {"####", ",", "+", "="}
+    for spec in SKILLS.values():
+        words |= set(spec.entities) | set(spec.given.split()) | set(spec.question.split())
+    return sorted(w for w in words if "{" not in w)
+
+
+def distinct_questions() -> int:
+    """How many different dev/test questions one skill has (entities x names x counts)."""
+    return len(next(iter(SKILLS.values())).new) * len(EVAL_NAMES) * MAX_FACT
