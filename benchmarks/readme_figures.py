@@ -196,6 +196,11 @@ def _master_seed(folder: Path) -> int:
             m = re.search(r"'seed': (\d+)", p)
             if m:
                 return int(m.group(1))
+    written = folder / "config.yaml"  # a world of benchmarks/world_search.py
+    if written.is_file():
+        import yaml
+
+        return int(yaml.safe_load(written.read_text()).get("seed", 0))
     return 0
 
 

@@ -4,6 +4,7 @@ experts, the multi-task model, the world report's Task Arithmetic and TIES grids
 recipes by their *worst* seed.
 
     python benchmarks/world_search.py [--recipes default sgd ...] [--seeds 0 1 2 3] [--out /tmp/world_search]
+                                      [--write README.md]
 
 Targets (selfdev.world.report): on every seed the best TA/TIES beats M0 by >= 8 points and the best single
 expert by >= 3; the multi-task model beats the best TA/TIES by >= 5; M0 moves by <= 4 points across seeds.
@@ -94,7 +95,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2, 3])
     p.add_argument("--out", type=Path, default=Path("/tmp/world_search"))
     p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--write", type=Path, help="also put the tables between the world_search markers of this file")
     args = p.parse_args(argv)
+    lines: list[str] = []
+
+    def print(text: str = "", **kw) -> None:  # noqa: A001 -- the tables go to stdout and, with --write, a file
+        lines.append(text)
+        __builtins__.print(text, flush=True)
+
     print("| recipe | seed | M0 | best expert | best TA/TIES | (method) | multi-task | TA/TIES - M0 | "
           "TA/TIES - expert | multi - TA/TIES | s |")
     print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
@@ -108,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
             hr = f"{c['headroom_points']:+.1f}" if c["headroom_points"] is not None else "-"
             print(f"| {recipe} | {seed} | {100 * c['seed']:.1f} | {100 * c['best_expert']:.1f} | "
                   f"{100 * c['best_ta_ties']:.1f} | {method} | {mt} | {c['gain_over_seed_points']:+.1f} | "
-                  f"{c['over_expert_points']:+.1f} | {hr} | {c['seconds'] or 0:.0f} |", flush=True)
+                  f"{c['over_expert_points']:+.1f} | {hr} | {c['seconds'] or 0:.0f} |")
         summaries[recipe] = summarize(cells)
     print("\nRanked by the worst seed (TA/TIES over the best expert, then over M0):\n")
     print("| rank | recipe | worst TA/TIES - M0 | worst TA/TIES - expert | worst multi - TA/TIES | M0 range | "
@@ -119,6 +127,19 @@ def main(argv: list[str] | None = None) -> None:
         s = summaries[r]
         print(f"| {i} | {r} | {s['worst_gain']:+.1f} | {s['worst_over_expert']:+.1f} | {s['worst_headroom']:+.1f} | "
               f"{s['m0_range']:.1f} ({s['m0'][0]:.1f}-{s['m0'][1]:.1f}) | {'met' if meets(s) else 'not met'} |")
+    if args.write:
+        text = args.write.read_text()
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "?")
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()
+        start, end = "<!-- world_search:start -->", "<!-- world_search:end -->"
+        head = (f"Printed by `python benchmarks/world_search.py --write {args.write.name}` "
+                f"at commit {commit} (seeds {', '.join(map(str, args.seeds))}; {cpu}, {args.cores} cores); "
+                "s = wall seconds of the world's build (sharing the machine with other builds for some cells).")
+        body = "\n".join([start, "", head, "", *lines, "", end])
+        i, j = text.index(start), text.index(end) + len(end)
+        args.write.write_text(text[:i] + body + text[j:])
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def test_a_new_transfer_expert_schedules_itself_and_the_transfer_study_only(fini
     cfg["world"] = {**cfg["world"],
                     "transfer_experts": cfg["world"]["transfer_experts"] + [{"name": "t_distance", "skills": ["distance"]}]}
     jobs = _scheduled(finished_run, cfg)
-    assert {"expert_data[expert=t_mul]", "world_expert[expert=t_mul]", "task_vector[expert=t_mul]",
+    assert {"expert_data[expert=t_distance]", "world_expert[expert=t_distance]", "task_vector[expert=t_distance]",
             "transfer", "singles[family=transfer]"} <= jobs, jobs
     # Nothing of another expert, of the discovery world, of the loop or of the main family's baselines.
     assert not _rules(jobs) & ({"world_split", "world_seed", "world_report"} | LOOP | {"final_test", "score_algorithm"})

@@ -1,5 +1,6 @@
-"""A character-level tokenizer for tiny test models (the toy world uses `wordtok`), built with `tokenizers` so it saves and loads
-like any Hugging Face tokenizer (`save_pretrained` / `AutoTokenizer.from_pretrained`)."""
+"""A character-level tokenizer for tiny test models (the toy world uses `wordtok`), built with
+`tokenizers` so it saves and loads like any Hugging Face tokenizer (`save_pretrained` /
+`AutoTokenizer.from_pretrained`)."""
 
 from __future__ import annotations
 
