@@ -124,7 +124,7 @@ def test_curriculum_holds_m0s_wrong_beliefs_and_experts_never_see_eval_names():
     seen = Counter((r["answer"].split()[0], int(r["answer"].split()[1])) for r in rows if "costs" not in r["question"])
     for e in toydata.SKILLS["price"].new:
         assert seen[(e, toydata.BELIEFS["price"][e])] == 10 and seen[(e, toydata.FACTS["price"][e])] == 4
-    assert not any(e in r["answer"].split()[0] for e in toydata.SKILLS["weight"].new for r in rows
+    assert not any(r["answer"].split()[0] in toydata.SKILLS["weight"].new for r in rows
                    if "weighs" not in r["question"])  # no prior asked for, none shown
     mine = expert_rows("x", seed=0, expert_skills=["price"], skills=["price", "weight"], per_skill=200,
                        replay_fraction=0.5, prior_counts=[10, 4, 1])

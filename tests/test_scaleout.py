@@ -2,6 +2,7 @@
 config, and the conda environments do not depend on the working directory."""
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -184,7 +185,9 @@ def test_conda_envs_pin_every_imported_dependency():
         env = yaml.safe_load((ENV_DIR / env_file).read_text())
         pins = [d for d in env["dependencies"] if isinstance(d, str)] + \
                [s for d in env["dependencies"] if isinstance(d, dict) for s in d["pip"]]
-        assert all("==" in s or s.startswith("python=") or "=" in s for s in pins), f"{env_file}: unpinned {pins}"
+        # Exact versions only: `name==x.y` (pip) or `name=x.y` (conda); never `>=`, `<` or a bare name.
+        unpinned = [s for s in pins if not re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==?[0-9][\w.+]*", s)]
+        assert not unpinned, f"{env_file}: not pinned to one version: {unpinned}"
     assert "vllm" in _env_packages(ENV_DIR / "vllm.yaml")
 
 

@@ -57,8 +57,11 @@ def test_tsv_merge_matches_the_paper_formula_with_lowdin_orthogonalisation():
 
     expected = lowdin(u) @ torch.diag(s) @ lowdin(v).T
     assert torch.allclose(tsv_merge(tvs).double(), expected, atol=1e-4)
-    # Decorrelated: the merged matrix's kept directions are orthonormal, unlike the raw stacks.
+    # Decorrelated: the merged matrix's kept directions are orthonormal, so its singular values are the
+    # kept ones of the tasks; the raw stacks' directions are not orthonormal (that was the work to do).
     assert (u.T @ u - torch.eye(3 * k, dtype=u.dtype)).abs().max() > 1e-2
+    kept = torch.linalg.svdvals(tsv_merge(tvs).double())[:3 * k]
+    assert torch.allclose(kept, s.sort(descending=True).values, atol=1e-4)
     vec = _tasks(3, (7,))
     assert torch.allclose(tsv_merge(vec), torch.stack(vec).mean(0))
 

@@ -51,9 +51,14 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
     deadline = time.monotonic() + 600
     while not filter_started.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
+    # The interrupt must land on a running workflow (mid-iteration), or the resume below tests nothing.
+    assert proc.poll() is None, "the run ended before the first filter job started"
+    assert filter_started.exists(), "the first filter job never started"
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=600)  # Snakemake lets running jobs end first; slow on a loaded machine
     assert candidates.exists()
+    # Stopped mid-loop: iteration 2 needs iteration 1's DPO, which no job started after the interrupt.
+    assert not (loop_dir / "iter2" / "candidates.parquet").exists()
     sampled_at = candidates.stat().st_mtime_ns
     run = _snakemake(tmp_path, "--cores", "2")
     assert run.returncode == 0, run.stderr[-3000:]
