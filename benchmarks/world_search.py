@@ -118,11 +118,13 @@ def main(argv: list[str] | None = None) -> None:
                   f"{100 * c['best_ta_ties']:.1f} | {method} | {mt} | {c['gain_over_seed_points']:+.1f} | "
                   f"{c['over_expert_points']:+.1f} | {hr} | {c['seconds'] or 0:.0f} |")
         summaries[recipe] = summarize(cells)
-    print("\nRanked by the worst seed (TA/TIES over the best expert, then over M0):\n")
+    print("\nRanked by the worst seed: recipes meeting every target first, then by TA/TIES over the best expert, "
+          "then over M0:\n")
     print("| rank | recipe | worst TA/TIES - M0 | worst TA/TIES - expert | worst multi - TA/TIES | M0 range | "
           "all targets |")
     print("|---:|---|---:|---:|---:|---:|---|")
-    ranked = sorted(summaries, key=lambda r: (-summaries[r]["worst_over_expert"], -summaries[r]["worst_gain"]))
+    ranked = sorted(summaries, key=lambda r: (not meets(summaries[r]), -summaries[r]["worst_over_expert"],
+                                              -summaries[r]["worst_gain"]))
     for i, r in enumerate(ranked, 1):
         s = summaries[r]
         print(f"| {i} | {r} | {s['worst_gain']:+.1f} | {s['worst_over_expert']:+.1f} | {s['worst_headroom']:+.1f} | "
