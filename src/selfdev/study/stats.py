@@ -41,8 +41,9 @@ def _percentiles(samples, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-# Our own few lines of numpy rather than scipy.stats.bootstrap: scipy is not a dependency, and every
-# interval here must resample with one fixed seed so equal 0/1 vectors get equal intervals in every file.
+# Our own few lines of numpy rather than scipy.stats.bootstrap (written before mergekit, which requires
+# scipy, joined the dependencies): every interval here must resample with one fixed seed so equal 0/1
+# vectors get equal intervals in every file.
 def bootstrap_mean(values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> Interval:
     """Mean of `values` (0/1 correctness or scores) with a percentile-bootstrap interval."""
     import numpy as np

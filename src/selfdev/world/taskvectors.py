@@ -1,4 +1,4 @@
-"""Task vectors tau_j = C_j - M0 on disk (safetensors), memory-mapped, merged per parameter.
+"""Task vectors tau_j = C_j - M0 on disk (safetensors), read one parameter at a time, merged per parameter.
 
 Only the parameters selected by the config's `merge.include` patterns are stored, so a 7B run
 keeps MLP weights alone (the paper's choice) and the toy world keeps what merges best there.
