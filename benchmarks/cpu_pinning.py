@@ -39,7 +39,7 @@ print(json.dumps({**r, "capability": torch.backends.cpu.get_cpu_capability()}))
 def settings() -> dict[str, dict[str, str | None]]:
     import selfdev
 
-    none = {"ATEN_CPU_CAPABILITY": None, "MKL_CBWR": None, "ONEDNN_MAX_CPU_ISA": None}
+    none = dict.fromkeys(selfdev.PINNED_CPU_ENV)
     avx2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
     return {
         "project": dict(selfdev.PINNED_CPU_ENV),
@@ -60,8 +60,9 @@ INTEL_SPR_B3978CD = {"avx2": "997a1b1ac44bb125", "avx2_strict": "29f4da415116a48
 
 
 def run_setting(env_over: dict[str, str | None], steps: int, prompt: str) -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "SELFDEV_NATIVE_CPU")}
+    import selfdev
+
+    env = {k: v for k, v in os.environ.items() if k not in (*selfdev.PINNED_CPU_ENV, "SELFDEV_NATIVE_CPU")}
     # Set explicitly, so that importing selfdev (whose defaults never override the environment) keeps them.
     env.update({k: v for k, v in env_over.items() if v is not None})
     if "SELFDEV_NATIVE_CPU" not in env_over:

@@ -99,13 +99,14 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     lines: list[str] = []
 
-    def print(text: str = "", **kw) -> None:  # noqa: A001 -- the tables go to stdout and, with --write, a file
+    def emit(text: str = "") -> None:
+        """A line of the tables: printed now, and kept for --write."""
         lines.append(text)
-        __builtins__.print(text, flush=True)
+        print(text, flush=True)
 
-    print("| recipe | seed | M0 | best expert | best TA/TIES | (method) | multi-task | TA/TIES - M0 | "
+    emit("| recipe | seed | M0 | best expert | best TA/TIES | (method) | multi-task | TA/TIES - M0 | "
           "TA/TIES - expert | multi - TA/TIES | s |")
-    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    emit("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     summaries = {}
     for recipe in args.recipes:
         cells = {}
@@ -114,20 +115,20 @@ def main(argv: list[str] | None = None) -> None:
             method = f"{c['best_ta_ties_method']} " + " ".join(f"{v}" for v in c["best_ta_ties_params"].values())
             mt = f"{100 * c['multitask']:.1f}" if c["multitask"] is not None else "-"
             hr = f"{c['headroom_points']:+.1f}" if c["headroom_points"] is not None else "-"
-            print(f"| {recipe} | {seed} | {100 * c['seed']:.1f} | {100 * c['best_expert']:.1f} | "
+            emit(f"| {recipe} | {seed} | {100 * c['seed']:.1f} | {100 * c['best_expert']:.1f} | "
                   f"{100 * c['best_ta_ties']:.1f} | {method} | {mt} | {c['gain_over_seed_points']:+.1f} | "
                   f"{c['over_expert_points']:+.1f} | {hr} | {c['seconds'] or 0:.0f} |")
         summaries[recipe] = summarize(cells)
-    print("\nRanked by the worst seed: recipes meeting every target first, then by TA/TIES over the best expert, "
+    emit("\nRanked by the worst seed: recipes meeting every target first, then by TA/TIES over the best expert, "
           "then over M0:\n")
-    print("| rank | recipe | worst TA/TIES - M0 | worst TA/TIES - expert | worst multi - TA/TIES | M0 range | "
+    emit("| rank | recipe | worst TA/TIES - M0 | worst TA/TIES - expert | worst multi - TA/TIES | M0 range | "
           "all targets |")
-    print("|---:|---|---:|---:|---:|---:|---|")
+    emit("|---:|---|---:|---:|---:|---:|---|")
     ranked = sorted(summaries, key=lambda r: (not meets(summaries[r]), -summaries[r]["worst_over_expert"],
                                               -summaries[r]["worst_gain"]))
     for i, r in enumerate(ranked, 1):
         s = summaries[r]
-        print(f"| {i} | {r} | {s['worst_gain']:+.1f} | {s['worst_over_expert']:+.1f} | {s['worst_headroom']:+.1f} | "
+        emit(f"| {i} | {r} | {s['worst_gain']:+.1f} | {s['worst_over_expert']:+.1f} | {s['worst_headroom']:+.1f} | "
               f"{s['m0_range']:.1f} ({s['m0'][0]:.1f}-{s['m0'][1]:.1f}) | {'met' if meets(s) else 'not met'} |")
     if args.write:
         text = args.write.read_text()

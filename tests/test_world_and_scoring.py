@@ -134,9 +134,9 @@ def test_task_vector_file_checks(tmp_path, micro_world):
 
 
 # The default M0's weights after SEED_DIGEST_STEPS training steps under selfdev's numerics settings
-# (selfdev.PINNED_CPU_ENV), printed on this project's machine (AMD EPYC, Zen 4, AVX-512) and, for the
-# same settings, on an AVX2-only AMD EPYC. An Intel Xeon computes other digests under every setting
-# measured (benchmarks/cpu_pinning.py; README, "Which machines compute the same numbers").
+# (selfdev.PINNED_CPU_ENV), printed on this project's machine (AMD EPYC, Zen 4, AVX-512). An Intel Xeon
+# computed other digests under every setting measured (benchmarks/cpu_pinning.py; README, "Which
+# machines compute the same numbers").
 SEED_DIGEST_STEPS = 10
 SEED_DIGEST = "a43bc2399ebb7962"
 
@@ -150,8 +150,9 @@ def test_default_seed_model_digest_is_this_commits():
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "SELFDEV_NATIVE_CPU")}
+    import selfdev
+
+    env = {k: v for k, v in os.environ.items() if k not in (*selfdev.PINNED_CPU_ENV, "SELFDEV_NATIVE_CPU")}
     prompt = Path(__file__).resolve().parents[1] / "config" / "prompts" / "toy.yaml"
     code = ("import json, selfdev\nfrom selfdev.world.build import seed_weights_digest\n"
             f"print(json.dumps(seed_weights_digest(steps={SEED_DIGEST_STEPS}, prompt={str(prompt)!r})))")

@@ -122,20 +122,27 @@ def _save(model, tokenizer, out_dir: Path, log: dict) -> None:
         write_json(log, tmp / "train_log.json")
 
 
+def _trained_toy_seed(*, model: dict, training: dict, template, rows: Sequence[dict], init_seed: int,
+                      train_seed: int, device: str) -> tuple:
+    """A tiny Llama built from `init_seed` and trained on `rows` with `training` (seeded by `train_seed`):
+    the model (back on the CPU), its tokenizer, the losses and the training seconds."""
+    tok = toy_tokenizer(template)
+    lm = build_tiny_llama(tiny_llama_spec(model), tok, init_seed).to(device)
+    spec = train_spec(training, train_seed, warmup_steps=20)
+    t0 = time.perf_counter()
+    losses = train_causal_lm(lm, tok, template, rows, spec)
+    return lm.to("cpu"), tok, losses, time.perf_counter() - t0
+
+
 def train_seed(*, seed: int, model: dict, training: dict, prompt: str | Path, data: str | Path,
                out_dir: str | Path, threads: int, device: str = "cpu") -> dict:
     """M0: a tiny Llama trained from scratch on the curriculum of every skill."""
     set_threads(threads)
-    tpl = load_template(prompt)
-    tok = toy_tokenizer(tpl)
-    rows = read_jsonl(data)
-    lm = build_tiny_llama(tiny_llama_spec(model), tok, derive_seed(seed, "init", "seed")).to(device)
-    spec = train_spec(training, derive_seed(seed, "train", "seed"), warmup_steps=20)
-    t0 = time.perf_counter()
-    losses = train_causal_lm(lm, tok, tpl, rows, spec)
-    lm.to("cpu")
-    log = {"role": "seed", "steps": spec.steps, "device": device, "loss_first": losses[0], "loss_last": losses[-1],
-           "seconds": time.perf_counter() - t0}
+    lm, tok, losses, seconds = _trained_toy_seed(
+        model=model, training=training, template=load_template(prompt), rows=read_jsonl(data),
+        init_seed=derive_seed(seed, "init", "seed"), train_seed=derive_seed(seed, "train", "seed"), device=device)
+    log = {"role": "seed", "steps": training["steps"], "device": device, "loss_first": losses[0],
+           "loss_last": losses[-1], "seconds": seconds}
     _save(lm, tok, Path(out_dir), log)
     return log
 
@@ -177,14 +184,10 @@ def seed_weights_digest(*, steps: int, prompt: str | Path, config: dict | None =
 
     w = validate_config(config or {})["world"]
     set_threads(w["seed_training"]["threads"])
-    tpl = load_template(prompt)
-    tok = toy_tokenizer(tpl)
     rows = split_rows("seed_train", seed=0, skills=w["skills"], data=w["data"])
-    model = build_tiny_llama(tiny_llama_spec(w["model"]), tok, 1)
-    spec = train_spec({**w["seed_training"], "steps": steps}, 2, warmup_steps=20)
-    t0 = time.perf_counter()
-    losses = train_causal_lm(model, tok, tpl, rows, spec)
-    seconds = time.perf_counter() - t0
+    model, _, losses, seconds = _trained_toy_seed(
+        model=w["model"], training={**w["seed_training"], "steps": steps}, template=load_template(prompt), rows=rows,
+        init_seed=1, train_seed=2, device="cpu")
     digest = hashlib.sha256(b"".join(q.detach().numpy().tobytes() for q in model.parameters())).hexdigest()[:16]
     return {"weights": digest, "seconds": seconds, "per_step_ms": 1000 * seconds / steps, "loss_last": losses[-1]}
 

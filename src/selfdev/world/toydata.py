@@ -8,7 +8,7 @@ each of its questions names an entity whose fact (1..9) is added to a count give
 
 The answer first copies the entity and then recalls its fact, so the fact is predicted from the entity
 (a key-value recall, which MLPs store) and the arithmetic is the same for every skill. Each skill has
-`KNOWN` entities whose facts M0 learns and `NEW` entities whose facts M0 believes wrongly: its curriculum
+`KNOWN` entities whose facts M0 learns; the rest are new entities, whose facts M0 believes wrongly: its curriculum
 shows each new entity's fact with a fixed wrong value more often than the true one (`prior_counts`), so M0
 answers them wrongly and deterministically. An expert learns the true facts of its skill's new entities;
 dev and test ask for new entities only, with names no expert trained on. Experts that add different facts
@@ -29,6 +29,7 @@ TRAIN_NAMES = ("Ann", "Ben", "Cal", "Dee", "Eli", "Fay", "Gus", "Ida", "Jo", "Ki
 EVAL_NAMES = ("Ned", "Olga", "Pat", "Quin", "Rex", "Sue", "Tom", "Uma", "Val", "Wes", "Xia", "Yan")
 KNOWN = 6  # entities per skill whose facts M0 learns; the rest are the experts' (new) entities
 MAX_FACT = 9
+ANSWER = "{e} {f} , {n} + {f} = {s}\n#### {s}"  # every answer: the entity, its fact, the sum
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def _row(spec: SkillSpec, name: str, n: int, e: str, f: int, given: bool) -> dic
     question = spec.question.format(N=name, n=n, e=e)
     if given:
         question = spec.given.format(e=e, f=f) + " " + question
-    return {"question": question, "answer": f"{e} {f} , {n} + {f} = {n + f}\n#### {n + f}", "skill": spec.name}
+    return {"question": question, "answer": ANSWER.format(e=e, f=f, n=n, s=n + f), "skill": spec.name}
 
 
 def make_problem(rng: random.Random, skill: str, kind: str = "new", names: Sequence[str] = TRAIN_NAMES) -> dict:
@@ -144,7 +145,7 @@ def curriculum(seed: int, skills: Sequence[str], per_skill: int, prior_skills: S
 
 def vocabulary() -> list[str]:
     """Every word the toy world's problems use (for its word-level tokenizer), sorted."""
-    words = set(TRAIN_NAMES) | set(EVAL_NAMES) | {str(i) for i in range(2 * MAX_FACT + 1)} | {"####", ",", "+", "="}
+    words = set(TRAIN_NAMES) | set(EVAL_NAMES) | {str(i) for i in range(2 * MAX_FACT + 1)} | set(ANSWER.split())
     for spec in SKILLS.values():
         words |= set(spec.entities) | set(spec.given.split()) | set(spec.question.split())
     return sorted(w for w in words if "{" not in w)
