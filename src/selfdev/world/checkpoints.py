@@ -191,7 +191,7 @@ def load_gguf(folder: str | Path, fname: str):
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=fname, dtype=torch.float32,
                                                  quantization_config=GgufConfig(dequantize=True))
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=fname)
-    # transformers refuses to save a model loaded from GGUF until its quantizer is dropped (FINDINGS).
+    # transformers refuses to save a model loaded from GGUF until its quantizer is dropped.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
