@@ -28,7 +28,9 @@ def split_rows(split: str, *, seed: int, skills: Sequence[str], data: dict) -> l
     """One shared split: `seed_train` (M0's curriculum: facts given in the text, known facts, and its wrong
     beliefs about the new entities), `dev` or `test` (recall of the new entities' facts, with names no
     expert trains on; GSM8K format + `skill`). `data` holds the `world.data` sizes the split reads: test
-    problems never repeat a dev question, so `test` reads `dev_per_skill` as well as `test_per_skill`."""
+    problems never repeat a dev question, so `test` reads `dev_per_skill` as well as `test_per_skill`.
+    Within one draw test problems may repeat each other (with 980 non-dev questions per skill, a draw of 500
+    holds repeats); a later draw skips the questions of earlier ones."""
     skills = list(skills)
     if split == "seed_train":
         return toydata.curriculum(derive_seed(seed, "data", "seed_train"), skills, data["seed_train_per_skill"],
