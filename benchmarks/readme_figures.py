@@ -1,12 +1,14 @@
-"""Every figure the README quotes, printed from one finished run: the README's "Measured" section.
+"""Every figure of a default run the docs quote, printed from one finished run: docs/results.md's
+"Measured" section and the README's small table.
 
     python benchmarks/readme_figures.py --results results            # print the section (markdown)
-    python benchmarks/readme_figures.py --results results --write README.md   # replace it in the README
-    python benchmarks/readme_figures.py --run --workdir /tmp/x --write README.md  # run the default first
+    python benchmarks/readme_figures.py --results results --write docs/results.md --summary README.md
+    python benchmarks/readme_figures.py --run --workdir /tmp/x --write docs/results.md --summary README.md
 
 The section names the commit, the CPU and the numerics settings the run used, so a reader can tell
-which machine a figure came from; `--write` replaces the text between the README's
-`<!-- readme_figures:start -->` and `<!-- readme_figures:end -->` markers and nothing else.
+which machine a figure came from; `--write` replaces the text between the file's
+`<!-- readme_figures:start -->` and `<!-- readme_figures:end -->` markers and nothing else (`--summary`:
+the README's `run_summary` markers).
 With `--study-results` (a run of `--configfile config/study.yaml`) the 3-seed comparison is added; with
 `--world-seeds DIR ...` (worlds built with `snakemake results/world/report.json --config seed=N -d DIR`) the
 spread of the toy world over master seeds.
@@ -247,6 +249,31 @@ def section(results: Path, study_results: Path | None, world_seeds: list[Path] |
     return "\n".join(lines)
 
 
+def summary_table(results: Path) -> str:
+    """The README's small table of one default run (the full figures are in docs/results.md)."""
+    start, end = markers("run_summary")
+    t = json.loads((results / "world" / "report.json").read_text())["targets"]
+    h = json.loads((results / "summary.json").read_text())["headline"]
+    wall = wall_from_log(results.resolve().parent)
+    rows = [("M0, the seed model (dev)", _pct(t["seed"])),
+            ("best single expert (dev)", _pct(t["best_expert"])),
+            ("best Task Arithmetic / TIES merge (dev)", f"{_pct(t['best_ta_ties'])} ({t['gain_over_seed_points']:+.1f} over M0)")]
+    if t.get("multitask") is not None:
+        rows.append(("multi-task model, the upper bound (dev)", _pct(t["multitask"])))
+    if h.get("available"):
+        b = h["best_discovered"]
+        rows.append(("best discovered program (test, 95% CI)",
+                     f"{_pct(b['test_accuracy'])} [{_pct(b['test_low'])}, {_pct(b['test_high'])}]"))
+        v = h.get("vs_best_budget")
+        if v:
+            rows.append((f"its margin over the budget-matched baseline ({v['method']}, test {_pct(v['test_accuracy'])})",
+                         _ci(v["margin"])))
+    if wall:
+        rows.append(("end to end", f"{wall / 60:.1f} min"))
+    body = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return (f"{start}\n\n| default run | |\n|---|---|\n{body}\n\nCommit {_commit(results)}, {_machine()}.\n\n{end}")
+
+
 def write(readme: Path, text: str, marker: str = "readme_figures") -> None:
     start, end = markers(marker)
     old = readme.read_text()
@@ -267,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--marker", default="readme_figures",
                    help="the README's section markers (smollm_figures: the config/smollm.yaml run)")
     p.add_argument("--configfile", default=None, help="the config the run used (named in the text)")
+    p.add_argument("--summary", default=None, help="README file whose run_summary table to replace (default run)")
     args = p.parse_args(argv)
     results = run_workflow(args.workdir, args.configfile)[0] if args.run else Path(args.results)
     text = section(results, Path(args.study_results) if args.study_results else None,
@@ -274,6 +302,10 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     if args.write:
         write(Path(args.write), text, args.marker)
+    table = summary_table(results)
+    print(table)
+    if args.summary:
+        write(Path(args.summary), table, "run_summary")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ experts, the multi-task model, the world report's Task Arithmetic and TIES grids
 recipes by their *worst* seed.
 
     python benchmarks/world_search.py [--recipes default sgd ...] [--seeds 0 1 2 3] [--out /tmp/world_search]
-                                      [--write README.md]
+                                      [--write docs/worlds.md]
 
 Targets (selfdev.world.report): on every seed the best TA/TIES beats M0 by >= 8 points and the best single
 expert by >= 3; the multi-task model beats the best TA/TIES by >= 5; M0 moves by <= 4 points across seeds.

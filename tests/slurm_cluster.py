@@ -52,8 +52,7 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
-GresTypes=gpu
-ReturnToService=2
+{gres_types}ReturnToService=2
 SlurmctldPidFile={root}/slurmctld.pid
 SlurmdPidFile={root}/slurmd.pid
 SlurmctldPort={ctld_port}
@@ -70,7 +69,7 @@ JobAcctGatherType=jobacct_gather/none
 MinJobAge=300
 InactiveLimit=0
 KillWait=5
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem} Gres=gpu:1 State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem}{node_gres} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -111,8 +110,10 @@ def _wait(predicate, timeout: float, what: str) -> None:
 
 
 @contextlib.contextmanager
-def one_node_cluster(root: Path, cpus: int = 2, mem_mb: int = 8000) -> Iterator[Cluster]:
-    """Start munged, slurmctld and slurmd (state under `root`); stop them by PID afterwards."""
+def one_node_cluster(root: Path, cpus: int = 2, mem_mb: int = 8000, gpus: int = 0) -> Iterator[Cluster]:
+    """Start munged, slurmctld and slurmd (state under `root`); stop them by PID afterwards. `gpus` > 0
+    gives the node that many generic GPUs without a device file (GPU jobs are scheduled as on a GPU
+    cluster and run on the CPU); 0: a node without any GRES, where a job asking for a GPU is refused."""
     root.mkdir(parents=True, exist_ok=True)
     for d in ("state", "spool", "munge"):
         (root / d).mkdir(exist_ok=True)
@@ -123,8 +124,11 @@ def one_node_cluster(root: Path, cpus: int = 2, mem_mb: int = 8000) -> Iterator[
         raise RuntimeError(f"{cluster.conf.parent} already holds a Slurm config: not starting a test cluster here")
     cluster.conf.parent.mkdir(parents=True, exist_ok=True)
     cluster.conf.write_text(SLURM_CONF.format(host=host, root=root, cpus=cpus, mem=mem_mb,
-                                              ctld_port=_free_port(), d_port=_free_port()))
-    gres.write_text(f"AutoDetect=off\nNodeName={host} Name=gpu Count=1 File=/dev/null\n")
+                                              ctld_port=_free_port(), d_port=_free_port(),
+                                              gres_types="GresTypes=gpu\n" if gpus else "",
+                                              node_gres=f" Gres=gpu:{gpus}" if gpus else ""))
+    if gpus:
+        gres.write_text(f"AutoDetect=off\nNodeName={host} Name=gpu Count={gpus} File=/dev/null\n")
     key = root / "munge" / "munge.key"
     key.write_bytes(os.urandom(1024))
     key.chmod(0o400)

@@ -107,10 +107,10 @@ def test_exit_midway_is_a_crash():
     assert verdict.category == "crash" and "SystemExit" in verdict.reason
 
 
-def test_readme_lists_exactly_the_sandbox_categories():
+def test_sandbox_doc_lists_exactly_the_sandbox_categories():
     from conftest import REPO
     from selfdev.sandbox.run import CATEGORIES
 
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "docs" / "sandbox.md").read_text()
     listed = text.split("and one\nreason category:", 1)[1].split(". Verdicts are", 1)[0]
     assert set(re.findall(r"`(\w+)`", listed)) == set(CATEGORIES)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import REPO, snakemake_cmd, workflow_config
-from selfdev.config import ConfigError, GPU_RULES, rule_resources, rule_threads, validate_config
+from selfdev.config import ConfigError, GPU_RULES, asks_for_gpus, rule_resources, rule_threads, validate_config
 
 # Columns that measure time, not results: the only ones allowed to differ between two scorings.
 TIMING = {"score_seconds"}
@@ -113,6 +113,12 @@ def test_rule_resources_come_from_config():
     assert rule_threads(cfg, "score", 1) == 8 and rule_threads(cfg, "sample", 3) == 3
     cpu = validate_config({"device": "cpu", "resources": {"rules": {"score": {"gpu": 1}}}})
     assert rule_resources(cpu, "score")["gpu"] == 0  # the CPU pinned: no GPU asked for
+    # auto asks for GPUs only where the planning machine has one (a CPU-only cluster's login node: none)
+    assert asks_for_gpus("auto", host_has_gpu=False) is False and asks_for_gpus("auto", host_has_gpu=True) is True
+    assert asks_for_gpus("cuda", host_has_gpu=False) is True and asks_for_gpus("cpu", host_has_gpu=True) is False
+    auto = validate_config({"resources": {"gpu": 3}})
+    has_gpu = Path("/dev/nvidiactl").exists() or Path("/dev/nvidia0").exists()
+    assert rule_resources(auto, "score")["gpu"] == (3 if has_gpu else 0)
     with pytest.raises(ConfigError, match=r"resources\.rules: 'filter' is not one of"):
         validate_config({"resources": {"rules": {"filter": {"mem_mb": 100}}}})
     with pytest.raises(ConfigError, match=r"resources\.rules\.task_vector\.gpu"):
@@ -224,3 +230,21 @@ def test_conda_envs_resolve_from_another_working_directory(tmp_path):
         line = next((l for l in out.splitlines() if l.endswith(f"envs/{name} will be created.")), None)
         assert line is not None, out[-3000:]
         assert Path(line.split()[2]).resolve() == ENV_DIR / name
+
+
+def test_vllm_versions_and_swap_reports_are_checked():
+    """The vLLM engine refuses an untested vLLM in one line, and a swap whose live outputs differ from
+    the written weights (a worker's report) fails naming the tensor; within tolerance it passes."""
+    from selfdev.scoring.engines import check_swap, require_tested_vllm
+
+    require_tested_vllm("0.32.0")
+    with pytest.raises(RuntimeError, match=r"vLLM 0\.31\.2 is not a version the weight swap is tested with \(0\.32\.x\)"):
+        require_tested_vllm("0.31.2")
+    ok = {"checked": 3, "worst": 2e-7, "worst_name": "model.layers.0.mlp.up_proj.weight", "unchecked": []}
+    check_swap([ok, ok], "float32")
+    check_swap([{**ok, "worst": 5e-3}], "bfloat16")  # bf16 output rounding: fine
+    stale = {**ok, "worst": 0.3, "worst_name": "model.layers.1.mlp.down_proj.weight"}
+    with pytest.raises(RuntimeError, match=r"worker 1's model\.layers\.1\.mlp\.down_proj\.weight computes outputs 0\.3"):
+        check_swap([ok, stale], "float32")
+    with pytest.raises(RuntimeError, match="did not report"):
+        check_swap([True], "float32")

@@ -58,6 +58,7 @@ def _completed_job_ids(controller_log: str) -> set[str]:
 
 
 def test_profile_runs_the_workflow_through_slurm(tmp_path, tiny_factory):
+    """A CPU-only cluster: the node has no GRES and the config says device cpu."""
     _need_slurm()
     work = tmp_path / "work"
     work.mkdir()
@@ -77,12 +78,10 @@ def test_profile_runs_the_workflow_through_slurm(tmp_path, tiny_factory):
         assert len(submitted) == n_jobs - len(local) > 20, (len(submitted), n_jobs, local)
         assert set(submitted) <= _completed_job_ids(cluster.log())
         assert {"world_seed", "sample", "score", "dpo", "final_test", "study"} <= set(submitted.values())
-        # A GPU rule asked Slurm for its GPU (the profile's set-resources), a CPU rule did not.
+        # This node has no GRES at all: with device cpu no job asked for a GPU (one that did would
+        # have been refused at submission, "Invalid generic resource (gres) specification").
         jobs = cluster.cmd("scontrol", "show", "job", "--oneliner").stdout.splitlines()
-        score = [j for j in jobs if "rule_score_" in j and "score_algorithm" not in j and "score_gather" not in j]
-        filt = [j for j in jobs if "rule_filter" in j]
-        assert score and all("gres/gpu:1" in j or "gres:gpu:1" in j or "gpu:1" in j for j in score), score[:1]
-        assert filt and not any("gpu" in j for j in filt), filt[:1]
+        assert len(jobs) >= len(submitted) and not [j for j in jobs if "gpu" in j.lower()], jobs[:1]
 
         # A second run (the DPO step redone): its running job is cancelled with scancel; that run
         # fails, naming the job, and leaves nothing half-written; the rerun completes it.
@@ -113,3 +112,30 @@ def test_profile_runs_the_workflow_through_slurm(tmp_path, tiny_factory):
     time.sleep(1)
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path / "slurm") not in ps
+
+
+def _gpu_job(job: str) -> bool:
+    return "gres/gpu:1" in job or "gres:gpu:1" in job or "gres/gpu=1" in job
+
+
+def test_gpu_rules_ask_slurm_for_the_configured_gpus(tmp_path, tiny_factory):
+    """A GPU cluster (one generic GPU, no device file): with device cuda the same profile submits the
+    model rules with the config's GPU count and the data rules without; the GPU job then fails on this
+    machine's CPU with the one-line device error, which the run reports."""
+    _need_slurm()
+    work = tmp_path / "work"
+    work.mkdir()
+    cfg = _micro_config(tiny_factory)
+    cfg["device"] = "cuda"
+    (work / "micro.yaml").write_text(yaml.safe_dump(cfg))
+    with slurm_cluster.one_node_cluster(tmp_path / "slurm", gpus=1) as cluster:
+        run = _snakemake(cluster, work, "--until", "world_seed", "--retries", "0")
+        out, _ = run.communicate(timeout=600)
+        assert run.returncode != 0, out[-3000:]  # no CUDA here: the GPU job fails, as it should
+        jobs = cluster.cmd("scontrol", "show", "job", "--oneliner").stdout.splitlines()
+        seed = [j for j in jobs if "rule_world_seed" in j]
+        split = [j for j in jobs if "rule_world_split" in j]
+        assert seed and all(_gpu_job(j) for j in seed), seed[:1]
+        assert split and not any("gpu" in j.lower() for j in split), split[:1]
+        logs = "".join(p.read_text(errors="replace") for p in (work / "results" / "logs").glob("world_seed*.log"))
+        assert "device: 'cuda' was requested but torch sees no CUDA GPU" in logs, logs[-2000:]

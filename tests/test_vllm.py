@@ -71,6 +71,8 @@ def both(world):
                 res[name] = s.evaluate()
         res["M0 again"] = s.evaluate()
         res["swap_s"] = getattr(s.engine, "swap_s", None)
+        res["verified"] = getattr(s.engine, "verified", None)
+        res["merged"] = len(s.tvs.names)
         s.engine.close()
         out[engine] = res
     return out
@@ -94,6 +96,40 @@ def test_weights_are_swapped_in_place_and_restored_exactly(both):
     # ...and M0's weights come back exactly: the same completions after three swaps.
     assert vl["M0 again"].completions == vl["M0"].completions
     assert vl["swap_s"] > 0
+    # Every swapped tensor (merged MLP weights) was checked against the live engine's outputs, for each
+    # of the three merges and each restore to M0.
+    assert vl["merged"] > 0 and vl["verified"] == 2 * len(PROGRAMS) * vl["merged"]
+
+
+def test_a_stale_reload_is_caught(world, monkeypatch):
+    """A worker whose reload keeps the old weights (tests/stale_swap.py, the failure vLLM releases have
+    had) fails the swap with a clear error instead of scoring M0 as if it were the merged model."""
+    from selfdev.lm import GenerationSpec
+    from selfdev.scoring.engines import VllmEngine
+    from selfdev.world.checkpoints import Checkpoint
+
+    # vLLM's engine process imports the worker extension by name: tests/ must be on its path.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO / "tests"), str(REPO / "src"),
+                                                                 os.environ.get("PYTHONPATH", "")) if p))
+    seed_dir = world_inputs_seed(world)
+    engine = VllmEngine(seed_dir, "float32", "cpu", GenerationSpec(12, 50),
+                        {"worker_extension_cls": "stale_swap.StaleSwap"})
+    try:
+        m0 = Checkpoint(seed_dir, "M0")
+        name = next(n for n in m0.names if ".mlp.down_proj." in n)
+        engine.write(name, m0.get(name))  # M0's own values: the stale engine holds them, nothing to catch
+        engine.flush()
+        engine.write(name, m0.get(name) * 3.0)  # a real change the stale worker does not apply
+        with pytest.raises(RuntimeError, match=r"weight swap not applied: .*down_proj"):
+            engine.flush()
+    finally:
+        engine.close()
+
+
+def world_inputs_seed(cfg) -> str:
+    from selfdev.scoring.programs import world_inputs
+
+    return world_inputs(cfg, "dev")["seed_dir"]
 
 
 def test_a_swap_larger_than_one_chunk_reloads_whole_layers(world):

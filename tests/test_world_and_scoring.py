@@ -110,7 +110,15 @@ def test_world_report_has_targets(micro_world):
                        [p.task_vector(e) for e in sorted(experts)], p.data("dev"), p.data("shots"))
     methods = [r["method"] for r in rep["rows"]]
     assert methods.count("expert") == 2 and methods.count("task_arithmetic") == 2 and methods.count("ties") == 1
-    assert set(rep["targets"]) >= {"seed", "best_expert", "best_ta_ties", "gain_over_seed_points", "spread_points"}
+    t, rows = rep["targets"], rep["rows"]
+    acc = {m: [r["dev_accuracy"] for r in rows if r["method"] == m] for m in set(methods)}
+    # the targets are the rows' figures, and the gains their differences in points
+    assert t["seed"] == acc["seed"][0] and t["best_expert"] == max(acc["expert"])
+    assert t["best_ta_ties"] == max(acc["task_arithmetic"] + acc["ties"])
+    assert t["gain_over_seed_points"] == pytest.approx(100 * (t["best_ta_ties"] - t["seed"]))
+    assert t["over_expert_points"] == pytest.approx(100 * (t["best_ta_ties"] - t["best_expert"]))
+    assert t["target_gain_met"] == (t["gain_over_seed_points"] >= 8)
+    assert all(0 <= a <= 1 for v in acc.values() for a in v) and len({r["dev_accuracy"] for r in rows}) > 1
 
 
 def test_missing_world_is_a_clear_error(tmp_path, micro_world):
@@ -135,7 +143,7 @@ def test_task_vector_file_checks(tmp_path, micro_world):
 
 # The default M0's weights after SEED_DIGEST_STEPS training steps under selfdev's numerics settings
 # (selfdev.PINNED_CPU_ENV), printed on this project's machine (AMD EPYC, Zen 4, AVX-512). An Intel Xeon
-# computed other digests under every setting measured (benchmarks/cpu_pinning.py; README, "Which
+# computed other digests under every setting measured (benchmarks/cpu_pinning.py; docs/worlds.md, "Which
 # machines compute the same numbers").
 SEED_DIGEST_STEPS = 10
 SEED_DIGEST = "a43bc2399ebb7962"
@@ -161,7 +169,7 @@ def test_default_seed_model_digest_is_this_commits():
     assert got["loss_last"] < 4.5  # it trained (an untrained model scores ~5.0, ln of the vocabulary)
     assert got["weights"] == SEED_DIGEST, (
         f"this machine trains another default M0 ({got['weights']} != {SEED_DIGEST}): its CPU numerics differ "
-        "from the machine the repository's figures come from (see README, 'Which machines compute the same numbers')")
+        "from the machine the repository's figures come from (see docs/worlds.md, 'Which machines compute the same numbers')")
 
 
 def test_training_is_bit_identical_at_one_and_two_threads():
@@ -193,3 +201,27 @@ def test_training_is_bit_identical_at_one_and_two_threads():
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(a, b) for a, b in zip(one, two))
+
+
+def test_dev_and_test_questions_are_all_different_and_balanced():
+    """No question repeats within dev or test, test never asks a dev question, every skill gets its
+    count; a size larger than the questions a skill has fails naming the key."""
+    from selfdev.world import toydata
+    from selfdev.world.build import split_rows
+
+    skills = ["price", "weight", "distance", "pages"]
+    data = {"dev_per_skill": 100, "test_per_skill": 500}
+    dev = split_rows("dev", seed=3, skills=skills, data=data)
+    test = split_rows("test", seed=3, skills=skills, data=data)
+    dev_q, test_q = [r["question"] for r in dev], [r["question"] for r in test]
+    assert len(set(dev_q)) == len(dev_q) == 400
+    assert len(set(test_q)) == len(test_q) == 2000
+    assert not set(dev_q) & set(test_q)
+    assert [r["skill"] for r in test[:8]] == skills * 2  # interleaved: any prefix stays balanced
+    assert {s: sum(r["skill"] == s for r in test) for s in skills} == dict.fromkeys(skills, 500)
+    # the same seed draws the same split; another seed another one
+    assert split_rows("test", seed=3, skills=skills, data=data) == test
+    assert split_rows("test", seed=4, skills=skills, data=data) != test
+    too_many = toydata.distinct_questions() - 99
+    with pytest.raises(ValueError, match="world.data.test_per_skill"):
+        split_rows("test", seed=3, skills=skills, data={"dev_per_skill": 100, "test_per_skill": too_many})

@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 # benchmarks/cpu_pinning.py (M0 of commit b3978cd, 100 steps, AMD EPYC Zen 4, idle): this setting 175.7
 # ms/step, MKL_CBWR=AVX2 191.9, COMPATIBLE 355 (1.85x slower) -- and no setting, COMPATIBLE included,
 # gives the digests an Intel Sapphire Rapids printed, so AMD and Intel CPUs train different worlds
-# (README, "Which machines compute the same numbers"). Set before torch is imported (every workflow script and
+# (docs/worlds.md, "Which machines compute the same numbers"). Set before torch is imported (every workflow script and
 # the CLI import selfdev first); a value already in the environment wins, and SELFDEV_NATIVE_CPU=1 leaves
 # the libraries to choose (faster on AVX-512, not reproducible across CPUs).
 PINNED_CPU_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}

@@ -91,7 +91,7 @@ def _check_across_keys(config: dict, origin: str) -> None:
                               f"(GPU rules: {', '.join(sorted(GPU_RULES))})")
 
 
-# Rules that run a model on `device` (their jobs ask for `resources.gpu` GPUs unless device is cpu).
+# Rules that run a model on `device` (their jobs ask for `resources.gpu` GPUs when asks_for_gpus).
 GPU_RULES = frozenset({"world_seed", "world_expert", "world_multitask", "world_report", "score_algorithm", "factory_warmup", "sample",
                        "score", "dpo", "final_test", "baseline", "singles", "transfer"})
 
@@ -104,8 +104,22 @@ def rule_resources(config: dict, rule: str, gpu: bool = True, mem_mb: int | None
     own = r["rules"].get(rule, {})
     out = {"mem_mb": own.get("mem_mb", mem_mb or r["mem_mb"]), "runtime": own.get("runtime", r["runtime"])}
     if rule in GPU_RULES:
-        out["gpu"] = own.get("gpu", r["gpu"]) if gpu and config["device"] != "cpu" else 0
+        out["gpu"] = own.get("gpu", r["gpu"]) if gpu and asks_for_gpus(config["device"]) else 0
     return out
+
+
+def asks_for_gpus(device: str, host_has_gpu=None) -> bool:
+    """Whether GPU rules ask the scheduler for GPUs: `cuda` does, `cpu` does not, and `auto` does when
+    the machine that plans the run has an NVIDIA GPU (a cluster's login node usually has none: its jobs
+    then ask for none and run on CPU nodes; set `device: cuda` to ask for GPUs there)."""
+    if device == "auto":
+        return _host_has_gpu() if host_has_gpu is None else host_has_gpu
+    return device == "cuda"
+
+
+def _host_has_gpu() -> bool:
+    """An NVIDIA driver's device node: cheap, and no torch import while Snakemake parses the workflow."""
+    return Path("/dev/nvidiactl").exists() or Path("/dev/nvidia0").exists()
 
 
 def rule_threads(config: dict, rule: str, default: int) -> int:

