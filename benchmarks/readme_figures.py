@@ -173,16 +173,28 @@ def world_seeds_section(results: Path, others: list[Path]) -> list[str]:
     for folder in [results.resolve().parent, *others]:
         cfg_seed = _master_seed(folder)
         t = json.loads((folder / "results" / "world" / "report.json").read_text())["targets"]
-        cells.append((cfg_seed, t))
+        cells.append((cfg_seed, {**t, "m0_test": _m0_test(folder)}))
     cells.sort(key=lambda c: c[0])
     gains = [t["gain_over_seed_points"] for _, t in cells]
     over = [t["over_expert_points"] for _, t in cells]
     m0 = [100 * t["seed"] for _, t in cells]
-    return ["", f"- **The world over master seeds** ({len(cells)} worlds, `seed` {', '.join(str(s) for s, _ in cells)}): "
+    m0_test = [100 * t["m0_test"] for _, t in cells if t.get("m0_test") is not None]
+    on_test = (f", on the 2,000 test problems {min(m0_test):.1f}-{max(m0_test):.1f} (range {max(m0_test) - min(m0_test):.1f})"
+               if len(m0_test) == len(cells) else "")
+    return ["", f"- **The world over master seeds** ({len(cells)} worlds, `seed` {', '.join(str(s) for s, _ in cells)}; dev): "
             + "; ".join(f"seed {s}: M0 {_pct(t['seed'])}, best expert {_pct(t['best_expert'])}, best TA/TIES "
                         f"{_pct(t['best_ta_ties'])} ({t['gain_over_seed_points']:+.1f})" for s, t in cells)
             + f". The gain of merging over M0 ranges {min(gains):+.1f} to {max(gains):+.1f} points, over the best "
-            f"expert {min(over):+.1f} to {max(over):+.1f}; M0 ranges {min(m0):.1f}-{max(m0):.1f}."]
+            f"expert {min(over):+.1f} to {max(over):+.1f}; M0 ranges {min(m0):.1f}-{max(m0):.1f} on dev{on_test}."]
+
+
+def _m0_test(folder: Path) -> float | None:
+    """M0's test accuracy: from a finished study's singles, or from world_search's cache (m0_test.json)."""
+    singles = folder / "results" / "final" / "baselines" / "main" / "singles.json"
+    if singles.is_file():
+        return next((r["test_accuracy"] for r in json.loads(singles.read_text())["rows"] if r["model"] == "M0"), None)
+    cached = folder / "m0_test.json"
+    return json.loads(cached.read_text())["accuracy"] if cached.is_file() else None
 
 
 def _master_seed(folder: Path) -> int:

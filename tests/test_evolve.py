@@ -1,5 +1,6 @@
 """Evolutionary prompting: parent selection, prompt building, per-row prompts in sampling."""
 
+import json
 import random
 
 import pytest
@@ -50,6 +51,11 @@ def test_evolve_prompt_shows_parents_with_scores_and_ends_on_the_docstring():
     assert text.endswith('"""') and text.startswith(PROMPT.split("\ndef ")[0].rstrip())
     assert "def merge_v0(task_vectors: list[torch.Tensor]) -> torch.Tensor:" in text
     assert text.index("dev accuracy 20.0%") < text.index("dev accuracy 55.0%") < text.index("def merge_v2(")
+    # each parent's per-skill dev accuracy, as the scores table stores it (JSON), skills sorted
+    skilled = [{**parents[0], "per_skill": json.dumps({"weight": 0.1, "price": 0.75})}, parents[1]]
+    text2 = evolve.evolve_prompt(PROMPT, skilled)
+    assert '"""Version 0: dev accuracy 20.0% (price 75.0, weight 10.0)."""' in text2
+    assert '"""Version 1: dev accuracy 55.0%."""' in text2  # no per-skill scores: none shown
     assert "    return 0.3 * sum(task_vectors)\n" in text and "improves on merge_v1" in text
     assert "merge_task_arithmetic" not in text  # the base prompt's example makes way for the parents
     assert evolve.evolve_prompt(PROMPT, []) == PROMPT

@@ -238,8 +238,11 @@ def test_vllm_versions_and_swap_reports_are_checked():
     from selfdev.scoring.engines import check_swap, require_tested_vllm
 
     require_tested_vllm("0.32.0")
-    with pytest.raises(RuntimeError, match=r"vLLM 0\.31\.2 is not a version the weight swap is tested with \(0\.32\.x\)"):
+    require_tested_vllm("0.33.0")
+    with pytest.raises(RuntimeError, match=r"vLLM 0\.31\.2 is not a version the weight swap is tested with \(0\.32\.x, 0\.33\.x\)"):
         require_tested_vllm("0.31.2")
+    with pytest.raises(RuntimeError, match="vLLM 0.34.1"):
+        require_tested_vllm("0.34.1")
     ok = {"checked": 3, "worst": 2e-7, "worst_name": "model.layers.0.mlp.up_proj.weight", "unchecked": []}
     check_swap([ok, ok], "float32")
     check_swap([{**ok, "worst": 5e-3}], "bfloat16")  # bf16 output rounding: fine

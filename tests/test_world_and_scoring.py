@@ -9,7 +9,7 @@ from selfdev.scoring.programs import make_scorer, score_file, world_inputs
 from selfdev.config import expert_names
 from selfdev.paths import Paths
 from selfdev.world.taskvectors import TaskVectorSet, merge_in_sandbox, write_task_vector
-from selfdev.world.report import world_report
+from selfdev.world.report import report_targets, world_report
 
 
 def test_world_files_are_real_checkpoints(micro_world):
@@ -110,15 +110,31 @@ def test_world_report_has_targets(micro_world):
                        [p.task_vector(e) for e in sorted(experts)], p.data("dev"), p.data("shots"))
     methods = [r["method"] for r in rep["rows"]]
     assert methods.count("expert") == 2 and methods.count("task_arithmetic") == 2 and methods.count("ties") == 1
-    t, rows = rep["targets"], rep["rows"]
-    acc = {m: [r["dev_accuracy"] for r in rows if r["method"] == m] for m in set(methods)}
-    # the targets are the rows' figures, and the gains their differences in points
-    assert t["seed"] == acc["seed"][0] and t["best_expert"] == max(acc["expert"])
-    assert t["best_ta_ties"] == max(acc["task_arithmetic"] + acc["ties"])
-    assert t["gain_over_seed_points"] == pytest.approx(100 * (t["best_ta_ties"] - t["seed"]))
-    assert t["over_expert_points"] == pytest.approx(100 * (t["best_ta_ties"] - t["best_expert"]))
-    assert t["target_gain_met"] == (t["gain_over_seed_points"] >= 8)
-    assert all(0 <= a <= 1 for v in acc.values() for a in v) and len({r["dev_accuracy"] for r in rows}) > 1
+    assert rep["targets"] == report_targets(rep["rows"], None)  # the report's targets are its rows'
+    assert rep["n_dev"] == 20 and all(0 <= r["dev_accuracy"] <= 1 for r in rep["rows"])
+
+
+def test_world_targets_from_rows():
+    """The figures and targets of a world, from rows with distinct accuracies (the micro world above
+    scores too little to tell them apart)."""
+    rows = [{"method": "seed", "params": {}, "dev_accuracy": 0.05},
+            {"method": "expert", "params": {"name": "a"}, "dev_accuracy": 0.30},
+            {"method": "expert", "params": {"name": "b"}, "dev_accuracy": 0.34},
+            {"method": "average", "params": {}, "dev_accuracy": 0.36},
+            {"method": "task_arithmetic", "params": {"lambda": 0.5}, "dev_accuracy": 0.40},
+            {"method": "ties", "params": {"density": 0.2, "lambda": 1.5}, "dev_accuracy": 0.55},
+            {"method": "ties", "params": {"density": 0.5, "lambda": 1.0}, "dev_accuracy": 0.10}]
+    t = report_targets(rows, 0.58)
+    assert (t["seed"], t["best_expert"], t["best_ta_ties"], t["best_ta_ties_method"]) == (0.05, 0.34, 0.55, "ties")
+    assert t["best_ta_ties_params"] == {"density": 0.2, "lambda": 1.5}
+    assert t["gain_over_seed_points"] == pytest.approx(50.0) and t["over_expert_points"] == pytest.approx(21.0)
+    assert t["spread_points"] == pytest.approx(45.0) and t["worst_merge"] == 0.10
+    assert t["headroom_points"] == pytest.approx(3.0)
+    assert (t["target_gain_met"], t["target_over_expert_met"], t["target_headroom_met"]) == (True, True, False)
+    assert t["stretch_merge_beats_every_expert"] is True
+    weak = report_targets([{**r, "dev_accuracy": 0.31} if r["method"] == "ties" else r for r in rows], None)
+    assert weak["best_ta_ties_method"] == "task_arithmetic" and weak["over_expert_points"] == pytest.approx(6.0)
+    assert weak["target_headroom_met"] is None and weak["headroom_points"] is None
 
 
 def test_missing_world_is_a_clear_error(tmp_path, micro_world):

