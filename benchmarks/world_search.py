@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(text)
         print(text, flush=True)
 
-    emit("| recipe | seed | M0 | M0 on test | best expert | best TA/TIES | (method) | multi-task | TA/TIES - M0 | "
+    emit("| recipe | seed | M0 (dev) | M0 on test | best expert | best TA/TIES | (method) | multi-task | TA/TIES - M0 | "
           "TA/TIES - expert | multi - TA/TIES | s |")
     emit("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     summaries = {}
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True).stdout.strip()
         start, end = "<!-- world_search:start -->", "<!-- world_search:end -->"
-        head = (f"Printed by `python benchmarks/world_search.py --write {args.write.name}` "
+        head = (f"Printed by `python benchmarks/world_search.py --write {args.write}` "
                 f"at commit {commit} (seeds {', '.join(map(str, args.seeds))}; {cpu}, {args.cores} cores); "
                 "s = wall seconds of the world's build (sharing the machine with other builds for some cells).")
         body = "\n".join([start, "", head, "", *lines, "", end])
