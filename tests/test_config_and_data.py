@@ -150,3 +150,29 @@ def test_rule_log_ends_on_the_jobs_cpu_seconds(tmp_path):
     lines = log.read_text().splitlines()
     assert lines[0] == "working" and lines[-1].startswith(CPU_LINE)
     assert float(lines[-1].split()[-1]) > 0.1  # the child's loop counts
+
+
+def test_atomic_writes_replace_whole_and_clear_what_a_killed_write_left(tmp_path):
+    """A file or folder appears under its name only complete; a failed write leaves nothing; and the
+    temporaries of an earlier write killed outright (no cleanup ran) are removed by the next write of the
+    same path, never another path's."""
+    from selfdev.io import atomic_dir, atomic_file
+
+    (tmp_path / ".seed.ab12cd34.tmp").mkdir()  # a killed atomic_dir of `seed`
+    (tmp_path / ".seed.ab12cd34.tmp" / "model.safetensors").write_bytes(b"half")
+    (tmp_path / ".seed.4242.tmp").write_text("half")  # a killed atomic_file of `seed`
+    (tmp_path / ".seed.x.4242.tmp").write_text("other")  # another path's (`seed.x`) temporary
+    (tmp_path / ".seedling.7.tmp").write_text("other")
+    with atomic_dir(tmp_path / "seed") as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".seed.x.4242.tmp", ".seedling.7.tmp", "seed"]
+    assert [p.name for p in (tmp_path / "seed").iterdir()] == ["config.json"]
+    with pytest.raises(RuntimeError):
+        with atomic_file(tmp_path / "table.parquet") as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("killed mid-write")
+    assert not (tmp_path / "table.parquet").exists()
+    with atomic_file(tmp_path / "table.parquet") as tmp:
+        tmp.write_text("whole")
+    assert (tmp_path / "table.parquet").read_text() == "whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".seed.x.4242.tmp", ".seedling.7.tmp", "seed", "table.parquet"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -22,11 +23,27 @@ def _tmp_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+def _clear_leftovers(path: Path) -> None:
+    """Remove the temporaries an earlier write of `path` left when its process was killed (SIGKILL, out of
+    memory: no `finally` ran). Only this path's own: `.{name}.{pid or random}.tmp`, no dot in the middle, so
+    another output whose name starts with this one's keeps its temporaries; one job writes one path."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]+\.tmp")
+    if not path.parent.is_dir():
+        return
+    for old in path.parent.iterdir():
+        if pattern.fullmatch(old.name):
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path to write; renamed onto `path` only when the block finishes without error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_leftovers(path)
     tmp = _tmp_beside(path)
     try:
         yield tmp
@@ -40,6 +57,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary folder to fill; it replaces `path` (whatever was there) only when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _clear_leftovers(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
