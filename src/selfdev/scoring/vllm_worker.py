@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import re
 
-# Checkpoint projection -> (the vLLM module that computes it, its shard among the module's outputs).
-# Llama-family models fuse gate+up and q+k+v into one linear each; the shard is found by output size.
-_FUSED = {"gate_proj": ("gate_up_proj", ("gate_proj", "up_proj")),
-          "up_proj": ("gate_up_proj", ("gate_proj", "up_proj")),
-          "q_proj": ("qkv_proj", ("q_proj", "k_proj", "v_proj")),
-          "k_proj": ("qkv_proj", ("q_proj", "k_proj", "v_proj")),
-          "v_proj": ("qkv_proj", ("q_proj", "k_proj", "v_proj"))}
+# Checkpoint projection -> the vLLM module that computes it: Llama-family models fuse gate+up and q+k+v
+# into one linear each (the others keep their names).
+_FUSED = {"gate_proj": "gate_up_proj", "up_proj": "gate_up_proj",
+          "q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj"}
 _LINEAR = re.compile(r"^(?P<parent>.+\.layers\.\d+\.(?:mlp|self_attn))\.(?P<proj>\w+_proj)\.weight$")
 
 
@@ -57,14 +54,10 @@ class WeightSwap:
         gen = torch.Generator().manual_seed(0)
         for name, w in tensors.items():
             m = _LINEAR.match(name)
-            module_name, shard, parts = None, 0, None
-            if m:
-                proj = m["proj"]
-                fused, parts = _FUSED.get(proj, (proj, None))
-                module_name = f"{m['parent']}.{fused}"
-                shard = parts.index(proj) if parts else 0
+            proj = m["proj"] if m else None
+            fused = _FUSED.get(proj, proj)
             try:
-                module = model.get_submodule(module_name) if module_name else None
+                module = model.get_submodule(f"{m['parent']}.{fused}") if m else None
             except AttributeError:
                 module = None
             if module is None or w.dim() != 2 or getattr(module, "tp_size", 1) != 1:
@@ -81,12 +74,8 @@ class WeightSwap:
                 live = live - zero
             expected = x.float() @ w.float().T
             rows = w.shape[0]
-            if not parts:
-                start = 0
-            elif proj in ("gate_proj", "up_proj"):  # equal halves
-                start = shard * rows
-            else:  # q, then k and v of equal size
-                start = {"q_proj": 0, "k_proj": live.shape[1] - 2 * rows, "v_proj": live.shape[1] - rows}[proj]
+            # Where W's rows sit in the module's output: gate then up (equal halves), q then k and v (equal).
+            start = {"up_proj": rows, "k_proj": live.shape[1] - 2 * rows, "v_proj": live.shape[1] - rows}.get(proj, 0)
             got = live[:, start:start + rows]
             err = float((got - expected).norm() / expected.norm().clamp_min(1e-12))
             report["checked"] += 1
