@@ -6,6 +6,9 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 CORES ?= all
+# Test processes: the unit tests are single-threaded and the workflow tests wait on chains of jobs, so two
+# processes keep both cores busy (pytest-xdist; files stay whole, each in one process).
+TEST_WORKERS ?= 2
 
 .PHONY: install run test lint vllm-env vllm-test
 
@@ -19,7 +22,7 @@ run: install
 	$(PYTHON) -m snakemake --cores $(CORES)
 
 test: install
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint:
 	$(PYTHON) -m snakemake --lint

@@ -10,6 +10,13 @@ GSM8K_DIR = Path(os.environ.get("SELFDEV_GSM8K_DIR", REPO.parent / "shared" / "d
 
 from world_fixture import MICRO_WORLD, build_world  # noqa: E402  (re-exported for the tests)
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One of several test processes on the cores: torch at one thread each (two processes at two threads
+    # on two cores ran 18x slower than at one; a test that needs more sets it itself).
+    import torch
+
+    torch.set_num_threads(1)
+
 
 def micro_config(results: Path) -> dict:
     from selfdev.config import validate_config
@@ -91,7 +98,7 @@ def workflow_config(tiny_factory, algorithms: list[str] | None = None) -> dict:
         "study": {"top_k": 3, "bootstrap": 200},
         # Every method (the default compares four), so the micro run covers each one's plumbing.
         "baselines": {"grid_size": 2, "methods": ["task_arithmetic", "ties", "dare_ties", "model_stock", "linear",
-                                                "della", "breadcrumbs", "tsv", "iso_c"]},
+                                                "della", "breadcrumbs", "tsv", "iso_c", "lines_ta", "lines_ties"]},
         "transfer": {"top_k": 2},
     }
 
@@ -101,3 +108,17 @@ def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
 
     return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
             "--configfile", str(workdir / "micro.yaml"), *args]
+
+
+# The files that run whole workflows, longest first: with `pytest -n 2 --dist loadfile` (make test) the
+# two workers start on the long ones and fill in with the short files, so neither waits at the end.
+HEAVY_FILES = ("test_reruns.py", "test_workflow.py", "test_slurm.py", "test_workflow_hf.py", "test_scaleout.py",
+               "test_hf_world.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        name = item.path.name
+        return HEAVY_FILES.index(name) if name in HEAVY_FILES else len(HEAVY_FILES)
+
+    items.sort(key=rank)  # stable: the order within a file, and among the other files, stays

@@ -20,7 +20,7 @@ def test_static_check_categories():
         "import os\ndef merge(t):\n    return t[0]": "import",
         "from subprocess import run\ndef merge(t):\n    return t[0]": "import",
         "def other(t):\n    return t[0]": "no_merge",
-        "def merge(t, scale):\n    return t[0]": "no_merge",
+        "def merge(t, context, scale):\n    return t[0]": "no_merge",
         "def merge():\n    return 1": "no_merge",
     }
     for src, cat in cases.items():

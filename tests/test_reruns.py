@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import snakemake_cmd, workflow_config
+from conftest import snakemake_cmd
+from conftest import workflow_config as micro_workflow_config
 
 WORLD_TRAINING = {"world_split", "expert_data", "world_seed", "world_expert", "task_vector"}
 LOOP = {"factory_initial", "factory_warmup", "sample", "filter", "score", "pairs", "dpo"}
@@ -23,6 +24,14 @@ LOOP = {"factory_initial", "factory_warmup", "sample", "filter", "score", "pairs
 
 def _run(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run(snakemake_cmd(workdir, *args), capture_output=True, text=True, timeout=timeout)
+
+
+def workflow_config(tiny_factory) -> dict:
+    """The micro workflow with two baseline methods (test_workflow.py covers every method's plumbing;
+    what reruns is the same for each): two whole runs of this file cost half as much."""
+    cfg = micro_workflow_config(tiny_factory)
+    cfg["baselines"] = {**cfg["baselines"], "methods": ["task_arithmetic", "ties"]}
+    return cfg
 
 
 @pytest.fixture(scope="module")

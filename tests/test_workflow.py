@@ -235,7 +235,8 @@ def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
 
     base = io.read_table(res / "final" / "baselines.parquet", study.BASELINES_V)
     main = {(r["method"], r["mode"]): r for r in base if r["family"] == "main" and r["model"] == "merged"}
-    methods = ("task_arithmetic", "ties", "dare_ties", "model_stock", "linear", "della", "breadcrumbs", "tsv", "iso_c")
+    methods = ("task_arithmetic", "ties", "dare_ties", "model_stock", "linear", "della", "breadcrumbs", "tsv", "iso_c",
+               "lines_ta", "lines_ties")
     assert {m for m, mode in main if mode == "grid"} == set(methods)
     assert {m for m, mode in main if mode == "budget"} == set(methods) - {"model_stock"}
     # The budget is the dpo run's problem evaluations on dev (racing counts what dropped programs saw).
@@ -248,6 +249,7 @@ def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
         assert record["budget"] == spent <= record["dev_problem_evaluations"] < spent + dev_rows, m
         assert main[(m, "budget")]["dev_problem_evaluations"] == record["dev_problem_evaluations"]
     assert main[("ties", "grid")]["n_evaluations"] == 4 and main[("model_stock", "grid")]["n_evaluations"] == 1
+    assert main[("lines_ta", "grid")]["n_evaluations"] == 4  # alpha x beta
     singles = {r["model"] for r in base if r["family"] == "main" and r["model"] != "merged"}
     assert singles == {"M0", "price", "distance", "multitask"}  # the multi-task upper bound beside the experts
     assert {r["model"] for r in base if r["family"] == "transfer" and r["model"] != "merged"} == {"M0", "t_price", "t_both"}

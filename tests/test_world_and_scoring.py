@@ -67,7 +67,10 @@ def test_reference_algorithms_score(micro_world, name):
             "ties": lambda n: mergekit_delta("ties", scorer.base(n), scorer.tvs.get(n), {"density": 0.5, "lambda": 1.0}),
             # The 2025 baselines' programs, run in-process by the baseline plumbing (lambda 1 = the file's alpha).
             "iso_c": lambda n: mergekit_delta("iso_c", scorer.base(n), scorer.tvs.get(n), {"lambda": 1.0}),
-            "tsv_merge": lambda n: mergekit_delta("tsv", scorer.base(n), scorer.tvs.get(n), {"lambda": 1.0})}
+            "tsv_merge": lambda n: mergekit_delta("tsv", scorer.base(n), scorer.tvs.get(n), {"lambda": 1.0}),
+            # The two-argument program: LiNeS on Task Arithmetic at the file's alpha and beta.
+            "lines": lambda n: mergekit_delta("lines_ta", scorer.base(n), scorer.tvs.get(n), {"alpha": 0.3, "beta": 0.5},
+                                              n, n_layers=scorer.n_layers)}
     expected = scorer.evaluate_merged({n: math[name](n) for n in scorer.tvs.names})
     assert from_bits(rec["correct"]) == list(expected.correct)
     assert rec["accuracy"] == expected.accuracy == sum(expected.correct) / 20

@@ -56,9 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(args.program).is_file():
             raise FileNotFoundError(f"algorithm file not found: {args.program}")
         if args.command == "check":
+            from selfdev.params import world_depth
             from selfdev.scoring.programs import check_file
 
-            verdict = check_file(args.program, config)
+            verdict = check_file(args.program, config, world_depth(config))
             print(json.dumps(verdict, indent=None if args.json else 2))
             return 0
         from selfdev.scoring.programs import score_file, world_inputs

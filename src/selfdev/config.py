@@ -76,7 +76,7 @@ def _check_across_keys(config: dict, origin: str) -> None:
                                   f"{sorted(set(e['skills']) - skills)} are not in world.skills {sorted(skills)}")
     if len(transfer) == 1:
         raise ConfigError(f"{origin}: world.transfer_experts: a family needs at least 2 experts (or none)")
-    for key in ("lambda_range", "density_range", "weight_range"):
+    for key in ("lambda_range", "density_range", "weight_range", "beta_range"):
         lo, hi = config["baselines"][key]
         if lo > hi:
             raise ConfigError(f"{origin}: baselines.{key}: expected [low, high], got {[lo, hi]}")

@@ -4,6 +4,8 @@
 rule check_algorithm:
     input:
         program=algorithm_file,
+        # M0's config: its depth is what the probe's layer sweep covers.
+        seed=PATHS.seed_model(),
     output:
         verdict=PATHS.verdict("{algo}"),
     params:

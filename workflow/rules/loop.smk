@@ -78,6 +78,8 @@ rule filter:
         candidates=PATHS.candidates("{arm}", "{seed}", "{it}"),
         earlier=earlier_scores,
         prompt=config["factory"]["prompt"],
+        # M0's config: its depth is what the probe's layer sweep covers.
+        seed=PATHS.seed_model(),
     output:
         executable=PATHS.executable("{arm}", "{seed}", "{it}"),
     params:

@@ -4,7 +4,8 @@ programs often enough to form preference pairs (SmolLM2-135M alone: 2-4% valid).
 
 from __future__ import annotations
 
-# Each body continues `def merge(task_vectors): """docstring"""` and is indented by 4 spaces.
+# Each body continues `def merge(task_vectors, context): """docstring"""` and is indented by 4 spaces;
+# the last two use the context (selfdev.params): the layer's depth (as LiNeS does) and the weight's kind.
 EXAMPLE_BODIES: tuple[str, ...] = (
     """    stacked = torch.stack(task_vectors)
     return 0.3 * stacked.sum(dim=0)""",
@@ -98,4 +99,9 @@ EXAMPLE_BODIES: tuple[str, ...] = (
     for t in task_vectors:
         total += lam * t
     return total""",
+    """    depth = context["layer"] / max(1, context["n_layers"] - 1)
+    return (0.3 + 0.5 * depth) * torch.stack(task_vectors).sum(dim=0)""",
+    """    stacked = torch.stack(task_vectors)
+    scale = 0.6 if context["kind"] == "down_proj" else 0.4
+    return scale * stacked.sum(dim=0)""",
 )

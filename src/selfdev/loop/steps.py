@@ -102,12 +102,16 @@ def _earlier_scores(paths: Sequence[str]) -> list[list[dict]]:
     return [io.read_table(p, loop.SCORES_V) for p in paths]
 
 
-def filter_step(*, config: dict, candidates: str, earlier_scores: Sequence[str], out_path: str) -> dict:
+def filter_step(*, config: dict, candidates: str, earlier_scores: Sequence[str], out_path: str,
+                seed_dir: str | None = None) -> dict:
     """Rule `filter`: config holds `sandbox`, `world.experts` (their number is the expert count
-    behaviours are told apart on) and `factory.prompt` (what the factory was shown, for novelty)."""
+    behaviours are told apart on) and `factory.prompt` (what the factory was shown, for novelty);
+    `seed_dir` is M0's folder, whose depth the probe sweeps (a two-argument program's layers)."""
+    from selfdev.params import layer_count
     from selfdev.sandbox.probe import check_program
 
     n_experts = len(config["world"]["experts"])
+    n_layers = layer_count((), seed_dir) if seed_dir else None
     cands = io.read_table(candidates, loop.CANDIDATES_V)
     earlier = _earlier_scores(earlier_scores)
     known = loop.Behaviours.from_scores(n_experts, earlier)
@@ -115,14 +119,14 @@ def filter_step(*, config: dict, candidates: str, earlier_scores: Sequence[str],
     with _progress(len(cands), "probing candidates") as bar:
         def check(code):
             bar.update(1)
-            return check_program(code, limits, n_experts)
+            return check_program(code, limits, n_experts, n_layers)
         rows = loop.filter_candidates(cands, loop.earliest_scores(earlier), check,
                                       config["sandbox"]["allowed_imports"], known)
     # Novelty: behaviours unlike the programs the factory was shown (prompt examples, warm-up library).
     from selfdev.loop.factory import load_prompt
     from selfdev.loop.library import EXAMPLE_BODIES
 
-    shown = [check_program(code, limits, n_experts) for code in
+    shown = [check_program(code, limits, n_experts, n_layers) for code in
              loop.known_programs(load_prompt(config["factory"]["prompt"]), EXAMPLE_BODIES)]
     rows = loop.mark_novel(rows, [v.info["signature"] for v in shown if v.executable], n_experts)
     io.write_table(rows, out_path, loop.EXECUTABLE_V, loop.EXECUTABLE_COLUMNS)

@@ -147,10 +147,11 @@ def known_programs(prompt: str, library: Sequence[str]) -> list[str]:
     the prompt (called from `merge`), as whole programs of the prompt."""
     import ast
 
-    examples = [n.name for n in ast.parse(prompt + "\n    pass\n").body
-                if isinstance(n, ast.FunctionDef) and n.name != "merge"]
-    return [program_from(prompt, b) for b in library] + [program_from(prompt, f"    return {name}(task_vectors)")
-                                                          for name in examples]
+    # An example that takes the context (selfdev.params) is called with it.
+    examples = [(n.name, ", context" if len(n.args.posonlyargs + n.args.args) > 1 else "")
+                for n in ast.parse(prompt + "\n    pass\n").body if isinstance(n, ast.FunctionDef) and n.name != "merge"]
+    return [program_from(prompt, b) for b in library] + [program_from(prompt, f"    return {name}(task_vectors{ctx})")
+                                                          for name, ctx in examples]
 
 
 def mark_novel(rows: Sequence[dict], known: Sequence[dict], n_experts: int) -> list[dict]:
@@ -341,6 +342,8 @@ def read_pairs(path: str | Path) -> list[dict]:
 # --- summary --------------------------------------------------------------------------------------
 def iteration_stats(candidates: Sequence[dict], executable: Sequence[dict], scores: Sequence[dict],
                     pairs: Sequence[dict], dpo_log: dict) -> dict:
+    from selfdev.sandbox.probe import layer_aware
+
     accs = [r["dev_accuracy"] for r in scores if r.get("executable") and r.get("dev_accuracy") is not None]
     unique = {e["code_hash"] for e in executable if e["code_hash"]}
     n_exec = sum(1 for e in executable if e["executable"])
@@ -352,6 +355,9 @@ def iteration_stats(candidates: Sequence[dict], executable: Sequence[dict], scor
         "algorithms": len({e["algorithm"] for e in executable if e["executable"] and e.get("algorithm")}),
         # ... of which behave unlike anything in the prompt or the warm-up library.
         "novel_behaviours": len({e["behaviour"] for e in executable if e["executable"] and e.get("novel")}),
+        # ... whose output depends on the parameter's layer or kind (a two-argument program that uses it).
+        "layer_aware_behaviours": len({e["behaviour"] for e in executable if e["executable"] and e.get("behaviour")
+                                       and e.get("signature") and layer_aware(json.loads(e["signature"]))}),
         "executable": n_exec,
         "executable_rate": n_exec / len(candidates) if candidates else 0.0,
         "new_executable": sum(1 for e in executable if e["executable"] and e["status"] == "new"),
@@ -383,15 +389,16 @@ def summary_markdown(summary: dict) -> str:
     lines = [f"# Self-Developing run summary ({summary.get('run') or 'loop'})", "",
              f"M0 dev {_pct(summary['seed_dev'])}; best Task Arithmetic on dev {_pct(summary['ta_best_dev'])} "
              f"(lambda {summary['ta_best_lambda']}); best single expert {_pct(summary['best_expert_dev'])}.", "",
-             "| iter | T | candidates | unique | behaviours | novel | algorithms | executable % | scored | dropped by racing "
-             "| dev evals saved % | dev mean | median | max | pairs | DPO loss |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| iter | T | candidates | unique | behaviours | novel | layer-aware | algorithms | executable % | scored "
+             "| dropped by racing | dev evals saved % | dev mean | median | max | pairs | DPO loss |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for it in summary["iterations"]:
         s = it["stats"]
         loss = "skipped" if s["dpo_skipped"] else (f"{s['dpo_loss_first']:.3f} → {s['dpo_loss_last']:.3f}"
                                                    if s["dpo_loss_first"] is not None else "-")
         lines.append(f"| {it['iteration']} | {s['temperature']:.3f} | {s['candidates']} | {s['unique']} | "
-                     f"{s.get('behaviours', '-')} | {s.get('novel_behaviours', '-')} | {s.get('algorithms', '-')} | "
+                     f"{s.get('behaviours', '-')} | {s.get('novel_behaviours', '-')} | "
+                     f"{s.get('layer_aware_behaviours', '-')} | {s.get('algorithms', '-')} | "
                      f"{100 * s['executable_rate']:.1f} | {s['scored']} | {s.get('partial', '-')} | "
                      f"{_pct(s.get('dev_evaluations_saved'))} | {_pct(s['dev_mean'])} | "
                      f"{_pct(s['dev_median'])} | {_pct(s['dev_max'])} | {s['pairs']} | {loss} |")

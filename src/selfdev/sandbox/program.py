@@ -66,8 +66,9 @@ def static_check(source: str, allowed_imports: Iterable[str] = DEFAULT_ALLOWED_I
     required = len(positional) - len(fn.args.defaults)
     if not positional and fn.args.vararg is None:
         raise CandidateRejected("no_merge", "`merge` must take the list of task vectors as its first argument")
-    if required > 1 or any(d is None for d in fn.args.kw_defaults):
-        raise CandidateRejected("no_merge", "`merge` must be callable as merge(task_vectors); other arguments need defaults")
+    if required > 2 or any(d is None for d in fn.args.kw_defaults):
+        raise CandidateRejected("no_merge", "`merge` must be callable as merge(task_vectors) or merge(task_vectors, "
+                                            "context); other arguments need defaults")
     code = ast.unparse(tree)
     return StaticReport(code=code, code_hash=code_hash(code))
 

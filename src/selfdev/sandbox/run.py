@@ -12,6 +12,7 @@ scores are computed only by the parent.
 from __future__ import annotations
 
 import errno
+import inspect
 import json
 import os
 import re
@@ -72,6 +73,16 @@ class RunOutcome:
 # A job is a key plus a thunk producing the input tensors. Thunks run in the child, so inputs
 # never cross the boundary as data: the child reads them from memory it inherited at fork.
 Job = tuple[str, Callable[[], Sequence]]
+
+
+def takes_context(merge: Callable) -> bool:
+    """Whether `merge` is given the parameter's context (selfdev.params) as its second argument: when
+    that parameter has no default, or is named `context`. `merge(task_vectors, lam=0.5)` is called with
+    one argument, as before contexts existed. Called in the child only: reading an untrusted function's
+    signature may run its code."""
+    params = [p for p in inspect.signature(merge).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(params) >= 2 and (params[1].default is inspect.Parameter.empty or params[1].name == "context")
 
 
 def _send(fd: int, header: dict, payload: bytes = b"") -> None:
@@ -150,7 +161,7 @@ def _describe_failure(exc: BaseException, workdir: str) -> tuple[str, str]:
 
 
 def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits, workdir: str,
-           keep_fds: tuple[int, ...] = ()) -> None:
+           keep_fds: tuple[int, ...] = (), contexts: dict[str, dict] | None = None) -> None:
     import torch
     from safetensors.torch import save as to_safetensors  # imported before the sandbox closes
 
@@ -177,10 +188,14 @@ def _child(source: str, jobs: Sequence[Job], wfd: int, limits: SandboxLimits, wo
             reason = f"at load: {reason}"
         _send(wfd, {"status": "error", "category": category, "reason": reason})
         return
+    with_context = None
     for key, thunk in jobs:
         inputs = [t.clone() for t in thunk()]
         try:
-            out = merge(inputs)
+            if with_context is None:
+                with_context = takes_context(merge)
+            # A fresh copy per call: what one call does to its context never reaches the next.
+            out = merge(inputs, dict((contexts or {}).get(key, {}))) if with_context else merge(inputs)
         except BaseException as exc:  # noqa: BLE001 - untrusted code may raise anything, SystemExit too
             category, reason = _describe_failure(exc, workdir)
             _send(wfd, {"status": "error", "category": category, "reason": reason, "key": key})
@@ -301,11 +316,14 @@ def run_jobs(
     limits: SandboxLimits,
     accept: Callable[[str, object], None] | None = None,
     keep_fds: Sequence[int] = (),
+    contexts: dict[str, dict] | None = None,
 ) -> RunOutcome:
     """Run `merge` of `source` on every job in a fresh sandboxed child.
 
     `keep_fds`: read-only descriptors the jobs read their inputs from (task-vector files); the child
     keeps them open when it closes everything else, since it may not open files itself.
+    `contexts`: by job key, what a two-argument `merge(task_vectors, context)` is given (selfdev.params;
+    a job without one gives it an empty dict); a one-argument `merge` is called without.
 
     Each result is decoded and type/shape-checked here in the parent, then passed to `accept`
     (which may raise CandidateRejected for value checks) or kept in `results` when no `accept`.
@@ -327,7 +345,7 @@ def run_jobs(
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
             os.close(devnull)
-            _child(source, jobs, wfd, limits, workdir, tuple(keep_fds))
+            _child(source, jobs, wfd, limits, workdir, tuple(keep_fds), contexts)
         except BaseException:  # noqa: BLE001
             code = 1
         finally:

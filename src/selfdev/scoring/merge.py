@@ -101,6 +101,10 @@ class MergeScorer:
         missing = [n for n in self.tvs.names if n not in self.seed or not self.engine.has(n)]
         if missing:
             raise ValueError(f"task vectors name parameters the seed model lacks: {missing[:5]}")
+        from selfdev.params import layer_count
+
+        # What a two-argument program is told about each parameter (selfdev.params): the seed's depth.
+        self.n_layers = layer_count(self.tvs.names, seed_dir)
         self._dirty: set[str] = set()
         self._plans: dict[int, list[list[int]]] = {}
 
@@ -159,7 +163,7 @@ class MergeScorer:
         if self.limits is None:
             raise ValueError("this scorer has no sandbox limits: it scores trusted merges only")
         try:
-            yield merge_in_sandbox(source, self.tvs, self.limits, sink=self._apply)
+            yield merge_in_sandbox(source, self.tvs, self.limits, sink=self._apply, n_layers=self.n_layers)
         finally:
             self.restore()
 
@@ -206,7 +210,7 @@ class MergeScorer:
         timings: dict[str, float] = {}
         code_hash = None
         if probe_first:
-            verdict = check_program(source, self.limits)
+            verdict = check_program(source, self.limits, n_layers=self.n_layers)
             timings["probe_s"] = verdict.seconds
             code_hash = verdict.code_hash
             if not verdict.executable:

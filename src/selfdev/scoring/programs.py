@@ -27,9 +27,10 @@ def read_program(path: str | Path) -> str:
         raise ValueError(f"{path}: not a UTF-8 text file") from None
 
 
-def check_file(path: str | Path, config: dict) -> dict:
-    """The probe verdict of one program file (executable or not, with a reason category)."""
-    verdict = check_program(read_program(path), sandbox_limits(config, "probe")).to_dict()
+def check_file(path: str | Path, config: dict, n_layers: int | None = None) -> dict:
+    """The probe verdict of one program file (executable or not, with a reason category); the layer
+    sweep of a two-argument program covers `n_layers` (the world's depth, selfdev.params.world_depth)."""
+    verdict = check_program(read_program(path), sandbox_limits(config, "probe"), n_layers=n_layers).to_dict()
     return {"format": VERDICT_FORMAT, "program": str(path), **verdict}
 
 

@@ -78,12 +78,13 @@ def baseline_step(*, config: dict, family: str, method: str, mode: str, seed_dir
     scorer = make_scorer(config, seed_dir, task_vectors, dev_path, shots_path)
     budget = None
     if mode == "grid":
-        configs = baselines.grid(method, b["grid_size"], b["lambda_range"], b["density_range"])
+        configs = baselines.grid(method, b["grid_size"], b["lambda_range"], b["density_range"], b["beta_range"])
     elif mode == "budget":
         runs = [[io.read_table(p, loop.SCORES_V) for p in paths] for paths in budget_score_paths]
         budget = baselines.discovery_budget(runs)
         configs = baselines.config_stream(method, len(task_vectors), b["lambda_range"], b["density_range"],
-                                          b["weight_range"], derive_seed(config["seed"], "baseline", method))
+                                          b["weight_range"], derive_seed(config["seed"], "baseline", method),
+                                          b["beta_range"])
     else:
         raise ValueError(f"baseline mode must be 'grid' or 'budget', got {mode!r}")
     # Only the best configuration matters: racing against the best so far keeps it exactly.

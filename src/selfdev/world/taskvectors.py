@@ -115,8 +115,10 @@ class MergeOutcome:
 
 
 def merge_in_sandbox(source: str, tvs: TaskVectorSet, limits: SandboxLimits,
-                     sink: Callable[[str, object], None] | None = None) -> MergeOutcome:
+                     sink: Callable[[str, object], None] | None = None, n_layers: int | None = None) -> MergeOutcome:
     """Run a program's `merge` on every parameter in one sandboxed child; values are checked here.
+    A two-argument `merge` gets each parameter's context (selfdev.params) with the model's `n_layers`
+    (by default counted from the parameter names).
 
     With `sink`, each checked parameter is handed over as soon as it arrives (the scorer writes it into
     the model) and nothing is kept: memory holds one parameter's stack of task vectors and its merge.
@@ -133,7 +135,11 @@ def merge_in_sandbox(source: str, tvs: TaskVectorSet, limits: SandboxLimits,
         else:
             sink(name, value)
 
+    from selfdev.params import layer_count, param_context
+
     jobs = [(name, lambda name=name: tvs.get(name)) for name in tvs.names]
+    layers = layer_count(tvs.names) if n_layers is None else n_layers
+    contexts = {n: param_context(n, tvs.shape(n), layers) for n in tvs.names}
     out: RunOutcome = run_jobs(source, jobs, {n: tvs.shape(n) for n in tvs.names}, limits, accept=accept,
-                               keep_fds=tvs.fds)
+                               keep_fds=tvs.fds, contexts=contexts)
     return MergeOutcome(out.ok, out.category, out.reason, out.seconds, merged if out.ok else {}, out.isolation)
