@@ -106,11 +106,12 @@ def loop_section(results: Path) -> list[str]:
     runs = {(a, s): json.loads((results / "loop" / a / f"seed{s}" / "summary.json").read_text())
             for a in names for s in seeds}
     label = "seed 0" if len(seeds) == 1 else "seeds " + " / ".join(str(s) for s in seeds)
-    head = "| iteration | T | " + " | ".join(f"{a} executable % | {a} behaviours (novel) | {a} dev mean [95% CI]"
+    head = "| iteration | T | " + " | ".join(f"{a} executable % | {a} behaviours (novel / layer-aware) | {a} dev mean [95% CI]"
                                            for a in names) + " |"
     first = runs[(names[0], seeds[0])]
     lines = ["", f"- **Loop** (N = {first['iterations'][0]['stats']['candidates']} per iteration; executable % and "
-             f"distinct behaviours (novel ones) per seed, {label}; dev mean over every seed's programs):",
+             f"distinct behaviours (novel ones / ones whose merge depends on the layer or kind) per seed, {label}; "
+             "dev mean over every seed's programs):",
              "", "  " + head, "  |" + "---|" * (2 + 3 * len(names))]
     for i, it in enumerate(first["iterations"]):
         cells = [str(it["iteration"]), f"{it['stats']['temperature']:.3f}"]
@@ -118,13 +119,32 @@ def loop_section(results: Path) -> list[str]:
             stats = [runs[(a, s)]["iterations"][i]["stats"] for s in seeds]
             d = arms["arms"][a]["iterations"][i]
             cells += [" / ".join(f"{100 * st['executable_rate']:.0f}" for st in stats),
-                      " / ".join(f"{st.get('behaviours', '-')} ({st.get('novel_behaviours', '-')})" for st in stats),
+                      " / ".join(f"{st.get('behaviours', '-')} ({st.get('novel_behaviours', '-')} / "
+                                 f"{st.get('layer_aware_behaviours', '-')})" for st in stats),
                       f"{_pct(d['dev_mean'])} [{_pct(d['dev_low'])}, {_pct(d['dev_high'])}]"]
         lines.append("  | " + " | ".join(cells) + " |")
     lines += ["", "  Best dev (seed by seed): " + "; ".join(
         f"{a} " + ", ".join(f"{_pct(b['dev_accuracy'])} (`{b['body'].strip().splitlines()[-1].strip()}`)"
                             for b in (runs[(a, s)]["best"] for s in seeds) if b) for a in names) + "."]
+    aware, top = top_layer_aware(results)
+    if top:
+        lines += ["", f"  Layer-aware: {aware} of the {top} best programs by dev (every arm and seed) merge "
+                      "differently by layer or kind."]
     return lines
+
+
+def top_layer_aware(results: Path, k: int = 5) -> tuple[int, int]:
+    """How many of the k best scored programs by dev (over every run's iterations, distinct behaviours)
+    have a signature whose layer sweep varies (selfdev.sandbox.probe.layer_aware)."""
+    import pyarrow.parquet as pq
+
+    from selfdev.loop.tables import best_programs
+    from selfdev.sandbox.probe import layer_aware
+
+    rows = [r for f in sorted((results / "loop").glob("*/seed*/iter*/scores.parquet"))
+            for r in pq.read_table(f).to_pylist()]
+    best = best_programs(rows, k)
+    return sum(1 for r in best if r.get("signature") and layer_aware(json.loads(r["signature"]))), len(best)
 
 
 def study_section(results: Path) -> list[str]:

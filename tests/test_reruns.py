@@ -27,9 +27,12 @@ def _run(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedP
 
 
 def workflow_config(tiny_factory) -> dict:
-    """The micro workflow with two baseline methods (test_workflow.py covers every method's plumbing;
-    what reruns is the same for each): two whole runs of this file cost half as much."""
-    cfg = micro_workflow_config(tiny_factory)
+    """The micro workflow with one arm, one algorithm file and two baseline methods (test_workflow.py
+    covers the rest; what reruns is the same for each): the two whole runs of this file cost less."""
+    from selfdev.algorithms import reference_paths
+
+    cfg = micro_workflow_config(tiny_factory, [str(reference_paths()["mean"])])
+    cfg["study"] = {**cfg["study"], "arms": ["dpo"]}
     cfg["baselines"] = {**cfg["baselines"], "methods": ["task_arithmetic", "ties"]}
     return cfg
 

@@ -33,8 +33,10 @@ def _need_slurm() -> None:
 
 
 def _micro_config(tiny_factory) -> dict:
-    """The micro workflow, one arm and one iteration, every study part small: about 30 jobs."""
-    cfg = workflow_config(tiny_factory)
+    """The micro workflow, one arm and one iteration, one algorithm file, every study part small: about 30 jobs."""
+    from selfdev.algorithms import reference_paths
+
+    cfg = workflow_config(tiny_factory, [str(reference_paths()["mean"])])
     cfg["device"] = "cpu"
     cfg["loop"]["iterations"] = 1
     cfg["study"]["arms"] = ["dpo"]

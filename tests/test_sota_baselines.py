@@ -1,5 +1,5 @@
-"""The 2025 baselines (TSV-Merge, Iso-C) against their papers' formulas on small matrices, and the added
-mergekit methods (DELLA, Breadcrumbs, SCE) through the baseline plumbing."""
+"""The 2025 baselines (TSV-Merge, Iso-C) against their papers' formulas on small matrices, the added
+mergekit methods (DELLA, Breadcrumbs, SCE), and every method through the baseline rule's function."""
 
 import pytest
 import torch
@@ -96,3 +96,27 @@ def test_added_mergekit_methods_run_and_are_searchable(method):
         sparse = baselines.mergekit_delta(method, base, tvs, {"density": 0.2, "lambda": 1.0}, seed=1)
         dense = baselines.mergekit_delta(method, base, tvs, {"density": 0.9, "lambda": 1.0}, seed=1)
         assert (sparse == 0).sum() > (dense == 0).sum()
+
+
+@pytest.mark.parametrize("method", sorted(baselines.METHODS))
+def test_every_method_runs_as_the_baseline_rule_runs_it(micro_world, method, tmp_path):
+    """The rule's function (`baseline`, grid mode) on the micro world, in-process: each configuration of the
+    grid scored on dev, the best once on test (the micro workflow runs five of the methods through
+    Snakemake, in both modes)."""
+    import json
+
+    from selfdev.paths import Paths
+    from selfdev.scoring.programs import world_inputs
+    from selfdev.study.steps import baseline_step
+
+    cfg = {**micro_world, "baselines": {**micro_world["baselines"], "grid_size": 2}}
+    files, out = world_inputs(cfg, "dev"), tmp_path / "baseline.json"
+    b = cfg["baselines"]
+    configs = baselines.grid(method, 2, b["lambda_range"], b["density_range"], b["beta_range"])
+    baseline_step(config=cfg, family="main", method=method, mode="grid", seed_dir=files["seed_dir"],
+                  task_vectors=files["task_vectors"], dev_path=files["rows"], test_path=Paths(cfg["results"]).data("test"),
+                  shots_path=files["shots"], budget_score_paths=[], out_path=str(out), threads=1)
+    rec = json.loads(out.read_text())
+    assert rec["method"] == method and [e["params"] for e in rec["evaluations"]] == configs
+    assert rec["best_params"] in configs and rec["n_test"] == 20 and len(rec["test_correct"]) == 20
+    assert rec["dev_accuracy"] == max(e["dev_accuracy"] for e in rec["evaluations"] if not e["partial"])

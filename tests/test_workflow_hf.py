@@ -7,6 +7,8 @@ import subprocess
 
 import yaml
 
+from selfdev.algorithms import reference_paths
+
 from conftest import REPO, snakemake_cmd
 from pretrained_fixture import build_expert, build_pretrained
 
@@ -32,6 +34,7 @@ def _config(tmp_path, tiny_factory):
         "loop": {"iterations": 1, "n_samples": 8, "t1": 0.6, "max_new_tokens": 120, "batch_size": 8},
         "study": {"arms": ["dpo"], "top_k": 2, "bootstrap": 100},
         "baselines": {"methods": ["task_arithmetic"], "grid_size": 2, "budget_matched": False},
+        "algorithms": [str(reference_paths()["mean"])],  # one file: every reference program costs two jobs
         "sandbox": {"probe_wall_s": 3, "merge_wall_s": 10, "cpu_s": 10, "memory_mb": 1024},
     }
 
