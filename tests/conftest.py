@@ -123,3 +123,40 @@ def pytest_collection_modifyitems(session, config, items):
         return HEAVY_FILES.index(name) if name in HEAVY_FILES else len(HEAVY_FILES)
 
     items.sort(key=rank)  # stable: the order within a file, and among the other files, stays
+
+
+@pytest.fixture(scope="session")
+def workflow_world(tmp_path_factory, tiny_factory) -> Path:
+    """The micro workflow's world (WORKFLOW_WORLD: data, M0, experts, task vectors, multi-task model,
+    report) built once by the real Snakefile, with Snakemake's records of it; `seed_world` copies it
+    into a run's working directory, where Snakemake finds it complete and schedules none of it. Built
+    once per test session, also under pytest-xdist (a file lock in the session's shared folder)."""
+    import fcntl
+    import subprocess
+
+    import yaml
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root, done = shared / "workflow-world", shared / "workflow-world.done"
+    with open(shared / "workflow-world.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            root.mkdir(exist_ok=True)
+            (root / "micro.yaml").write_text(yaml.safe_dump(workflow_config(tiny_factory)))
+            experts = [e["name"] for e in WORKFLOW_WORLD["experts"] + WORKFLOW_WORLD["transfer_experts"]]
+            targets = ["results/world/report.json", "results/world/multitask/config.json",
+                       *(f"results/world/task_vectors/{e}.safetensors" for e in experts)]
+            run = subprocess.run(snakemake_cmd(root, "--cores", "2", *targets), capture_output=True, text=True,
+                                 timeout=900)
+            assert run.returncode == 0, run.stderr[-3000:]
+            done.touch()
+    return root
+
+
+def seed_world(workflow_world: Path, workdir: Path) -> None:
+    """The built micro world (results/ and Snakemake's metadata of it), copied with its times into `workdir`."""
+    import shutil
+
+    shutil.copytree(workflow_world / "results", workdir / "results", dirs_exist_ok=True)
+    shutil.copytree(workflow_world / ".snakemake" / "metadata", workdir / ".snakemake" / "metadata", dirs_exist_ok=True)

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO, snakemake_cmd, workflow_config
+from conftest import REPO, seed_world, snakemake_cmd, workflow_config
 from selfdev.config import ConfigError, GPU_RULES, asks_for_gpus, rule_resources, rule_threads, validate_config
 
 # Columns that measure time, not results: the only ones allowed to differ between two scorings.
@@ -24,7 +24,8 @@ def _table(path) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
 
-def test_sharded_scoring_writes_the_table_one_job_writes(tmp_path, tiny_factory):
+def test_sharded_scoring_writes_the_table_one_job_writes(tmp_path, tiny_factory, workflow_world):
+    seed_world(workflow_world, tmp_path)
     cfg = workflow_config(tiny_factory)
     cfg["loop"]["iterations"] = 1
     (tmp_path / "micro.yaml").write_text(yaml.safe_dump(cfg))

@@ -107,7 +107,7 @@ def test_profile_runs_the_workflow_through_slurm(tmp_path, tiny_factory):
         assert second.returncode != 0, out2[-3000:]
         assert "dpo" in out2 and re.search(r"Error in rule dpo|rule dpo.*failed|Error executing rule dpo", out2), out2[-3000:]
         assert not (factory / "config.json").exists()  # the cancelled job's output is not left behind
-        third = _snakemake(cluster, work)
+        third = _snakemake(cluster, work, "--until", "dpo")  # the cancelled job redone (not what follows it)
         out3, _ = third.communicate(timeout=1500)
         assert third.returncode == 0, out3[-4000:]
         assert (factory / "config.json").is_file() and (factory / "train_log.json").is_file()

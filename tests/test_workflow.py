@@ -11,7 +11,7 @@ import time
 
 import yaml
 
-from conftest import REPO, snakemake_cmd, workflow_config
+from conftest import REPO, seed_world, snakemake_cmd, workflow_config
 from selfdev.algorithms import reference_paths
 from selfdev.scoring.programs import score_file, world_inputs
 from selfdev.config import validate_config
@@ -30,7 +30,7 @@ HOSTILE = {
 }
 
 
-def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
+def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory, workflow_world):
     canary = tmp_path / "canary.txt"
     canary.write_text("canary")
     # Three reference programs (a plain, a sparsifying and a two-argument layer-aware one) beside the
@@ -45,6 +45,7 @@ def test_workflow_micro_run_then_nothing_to_do(tmp_path, tiny_factory):
     cfg["study"]["arms"] = ["dpo", "nodpo", "evolve", "evolve_dpo"]
     (tmp_path / "micro.yaml").write_text(yaml.safe_dump(cfg))
     res = tmp_path / "results"
+    seed_world(workflow_world, tmp_path)  # the world as the Snakefile built it (once per session)
     # Interrupt the run once iteration 1 has sampled (its filter has started); the rerun must
     # finish without sampling again.
     proc = subprocess.Popen(snakemake_cmd(tmp_path, "--cores", "2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
