@@ -126,3 +126,25 @@ def test_arms_file_layout_without_the_dpo_arm(tmp_path):
                                  "results/loop/evolve_dpo/seed0/iter1")) for o in loop), sorted(loop)
     assert not any("evolve/seed0" in o and ("pairs" in o or "factory" in o) for o in loop if "evolve_dpo" not in o)
     assert "results/final/baselines/main/tsv/budget.json" in outputs
+
+
+def test_without_the_final_dpo_the_last_round_writes_pairs_but_trains_nothing(tmp_path):
+    """`loop.final_dpo: false`: every DPO arm still trains after iterations 1 and 2 and writes the last
+    iteration's pairs, but no job trains the checkpoint after iteration 3 (nothing samples from it)."""
+    import re
+    import subprocess
+
+    import yaml
+
+    from conftest import snakemake_cmd
+
+    cfg = {"study": {"arms": ["dpo", "evolve_dpo"]}, "loop": {"iterations": 3, "final_dpo": False}}
+    (tmp_path / "micro.yaml").write_text(yaml.safe_dump(cfg))
+    run = subprocess.run(snakemake_cmd(tmp_path, "-n", "--cores", "1"), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    outputs = set(re.findall(r"output: (\S+?)(?:,|\s)", run.stdout + run.stderr))
+    for arm in ("dpo", "evolve_dpo"):
+        assert f"results/loop/{arm}/seed0/iter3/pairs.jsonl" in outputs
+        assert f"results/loop/{arm}/seed0/iter2/factory/config.json" in outputs
+        assert not any(o.startswith(f"results/loop/{arm}/seed0/iter3/factory") for o in outputs), arm
+    assert "results/loop/dpo/seed0/iter1/factory/config.json" in outputs

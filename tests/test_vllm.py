@@ -174,6 +174,37 @@ def test_vllm_sampling_is_seeded(tmp_path):
     assert len(set(a)) > 1  # each row its own seed
 
 
+def _native_bf16_cpu() -> bool:
+    """A CPU whose oneDNN builds bf16 linear layers natively (AVX512_BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def test_a_bf16_engine_starts_under_the_workflows_pinning(tmp_path, capfd):
+    """The factory's bf16 vLLM engine started from a process that imported selfdev (so the toy world's
+    AVX2 pinning is in its environment, as in every workflow job) samples valid text, and its worker
+    built oneDNN's bf16 linear layers: under ONEDNN_MAX_CPU_ISA=AVX2 an Intel AMX worker died (SIGILL)
+    and this project's AMD EPYC fell back to torch's linear, warning "Failed to create oneDNN linear"."""
+    import selfdev
+    from factory_fixture import build_tiny_factory
+    from selfdev.loop.factory import SamplingSpec, load_prompt, sample_completions_vllm
+
+    if not selfdev.PINNED_HERE:
+        pytest.skip("selfdev pinned nothing in this environment (not x86-64, SELFDEV_NATIVE_CPU=1 or set by hand)")
+    assert os.environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2"  # the pinning is in force in this process
+    factory = build_tiny_factory(tmp_path / "factory", heads=2)
+    spec = SamplingSpec(n=4, temperature=0.8, top_p=0.95, max_new_tokens=20, batch_size=4, seed=7)
+    texts = [t for t, _ in sample_completions_vllm(factory, load_prompt(factory / "prompt.txt"), spec, "bfloat16")]
+    logs = capfd.readouterr()
+    assert len(texts) == 4 and any(t.strip() for t in texts)
+    assert os.environ.get("ONEDNN_MAX_CPU_ISA") == "AVX2"  # restored for this process
+    if _native_bf16_cpu():
+        assert "Failed to create oneDNN linear" not in logs.out + logs.err
+
+
 def test_workflow_iteration_with_vllm_engines(tmp_path):
     """The Snakemake rules with both engines on vLLM (scoring sharded in two): one iteration's
     sampling and scoring run to scores.parquet."""

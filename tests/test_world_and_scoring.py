@@ -244,3 +244,23 @@ def test_dev_and_test_questions_are_all_different_and_balanced():
     too_many = toydata.distinct_questions() - 99
     with pytest.raises(ValueError, match="world.data.test_per_skill"):
         split_rows("test", seed=3, skills=skills, data={"dev_per_skill": 100, "test_per_skill": too_many})
+
+
+def test_vllm_workers_start_without_the_pinning_selfdev_set(monkeypatch):
+    """`unpinned_cpu_env` (around every LLM(...)) takes away the pins importing selfdev set, and no
+    others: a value the user set stays; SELFDEV_NATIVE_CPU=1 keeps a worker that imports selfdev from
+    pinning again; everything comes back after the block."""
+    import os
+
+    import selfdev
+
+    monkeypatch.setattr(selfdev, "PINNED_HERE", ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA"))
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")  # the user's own
+    monkeypatch.delenv("SELFDEV_NATIVE_CPU", raising=False)
+    with selfdev.unpinned_cpu_env():
+        inside = {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "SELFDEV_NATIVE_CPU")}
+    assert inside == {"ATEN_CPU_CAPABILITY": None, "ONEDNN_MAX_CPU_ISA": None, "MKL_CBWR": "COMPATIBLE", "SELFDEV_NATIVE_CPU": "1"}
+    after = {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "SELFDEV_NATIVE_CPU")}
+    assert after == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE", "SELFDEV_NATIVE_CPU": None}

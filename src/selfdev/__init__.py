@@ -4,6 +4,7 @@ An LLM (the *algorithm factory*) writes model-merging algorithms; each one is ru
 vectors of expert models and scored by the accuracy of the merged model on a math dev set.
 """
 
+import contextlib
 import os
 import platform
 
@@ -21,6 +22,30 @@ __version__ = "0.1.0"
 # the CLI import selfdev first); a value already in the environment wins, and SELFDEV_NATIVE_CPU=1 leaves
 # the libraries to choose (faster on AVX-512, not reproducible across CPUs).
 PINNED_CPU_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+# The keys set here, not by the user: `unpinned_cpu_env` takes these (and only these) away again.
+PINNED_HERE: tuple[str, ...] = ()
 if platform.machine() in ("x86_64", "AMD64") and os.environ.get("SELFDEV_NATIVE_CPU") != "1":
+    PINNED_HERE = tuple(k for k in PINNED_CPU_ENV if k not in os.environ)
     for _key, _value in PINNED_CPU_ENV.items():
         os.environ.setdefault(_key, _value)
+
+
+@contextlib.contextmanager
+def unpinned_cpu_env():
+    """The environment without the pinning above while the block runs, for the processes it starts.
+
+    vLLM's CPU workers (spawned fresh, so they read the environment anew) need oneDNN's native ISA: its
+    bf16 linear layers cannot be built under ONEDNN_MAX_CPU_ISA=AVX2 (an Intel AMX CPU killed the worker
+    with SIGILL; this project's AMD EPYC fell back to torch's slower linear), and pinning buys nothing
+    there: a vLLM worker neither trains nor scores the toy world bit for bit. A value the user set stays."""
+    saved = {k: os.environ.pop(k) for k in PINNED_HERE if k in os.environ}
+    native = os.environ.get("SELFDEV_NATIVE_CPU")
+    os.environ["SELFDEV_NATIVE_CPU"] = "1"  # a worker that imports selfdev (the weight-swap extension) must not pin again
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+        if native is None:
+            os.environ.pop("SELFDEV_NATIVE_CPU", None)
+        else:
+            os.environ["SELFDEV_NATIVE_CPU"] = native

@@ -241,8 +241,10 @@ def iteration_files(arm, seed, it):
         "scores": PATHS.scores(arm, seed, it),
     }
     if arm in DPO_ARMS:
-        factory = PATHS.factory(arm, seed, it)
-        files.update(pairs=PATHS.pairs(arm, seed, it), factory=factory, train_log=PATHS.train_log(factory))
+        files["pairs"] = PATHS.pairs(arm, seed, it)
+        if it < ITERATIONS[-1] or config["loop"]["final_dpo"]:
+            factory = PATHS.factory(arm, seed, it)
+            files.update(factory=factory, train_log=PATHS.train_log(factory))
     return files
 
 

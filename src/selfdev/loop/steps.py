@@ -87,7 +87,8 @@ def sample(*, config: dict, arm: str, rep: int, iteration: int, factory_dir: str
         if fc.get("engine", "transformers") == "vllm":  # rule params omit the default engine
             from selfdev.loop.factory import sample_completions_vllm
 
-            completions = sample_completions_vllm(factory_dir, prompts, spec, fc["dtype"], fc["vllm"], bar, fmt)
+            completions = sample_completions_vllm(factory_dir, prompts, spec, fc["dtype"], fc["vllm"], bar, fmt,
+                                                  threads=threads or config["threads"])
         else:
             model, tok = load_factory(factory_dir, fc["dtype"], resolve_device(config["device"]))
             completions = sample_completions(model, tok, prompts, spec, bar, fmt)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from selfdev import unpinned_cpu_env
 from selfdev.lm import GenerationSpec, greedy_generate, load_causal_lm
 
 ENGINES = ("transformers", "vllm")
@@ -105,9 +106,10 @@ class VllmEngine:
         self._n = 0
         self.swap_s = 0.0
         self.verified = 0  # swapped tensors whose live outputs were checked (check_swap)
-        self.llm = LLM(model=str(seed_dir), dtype=dtype, seed=0, enforce_eager=opts.pop("enforce_eager", True),
-                       worker_extension_cls=opts.pop("worker_extension_cls", "selfdev.scoring.vllm_worker.WeightSwap"),
-                       max_model_len=opts.pop("max_model_len", None), **opts)
+        with unpinned_cpu_env():  # the worker starts here: oneDNN's native ISA, not the toy world's pinning
+            self.llm = LLM(model=str(seed_dir), dtype=dtype, seed=0, enforce_eager=opts.pop("enforce_eager", True),
+                           worker_extension_cls=opts.pop("worker_extension_cls", "selfdev.scoring.vllm_worker.WeightSwap"),
+                           max_model_len=opts.pop("max_model_len", None), **opts)
 
     def has(self, name: str) -> bool:
         return name in self._names
