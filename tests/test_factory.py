@@ -159,3 +159,24 @@ def test_a_vllm_sample_job_binds_its_worker_to_the_cores_it_was_given():
     assert vllm_cpu_env(2, [0, 1], {"VLLM_CPU_OMP_THREADS_BIND": "nobind"}) == {}
     assert vllm_cpu_env(1, [0, 1], {}, kv_cache_gb=2) == {"VLLM_CPU_KVCACHE_SPACE": "2"}
     assert vllm_cpu_env(1, [0, 1], {"VLLM_CPU_KVCACHE_SPACE": "4"}, kv_cache_gb=2) == {}
+
+
+def test_training_steps_use_the_jobs_threads(monkeypatch, tmp_path):
+    """The DPO and warm-up jobs train on the threads their rule was given (`resources.rules.dpo.threads`
+    raises them for a large factory), not on loop.threads: a 1.5B DPO round reserved 2 cores and trained
+    on 1 (139 s per pair instead of 84) before this was passed on."""
+    from selfdev.config import validate_config
+    from selfdev.loop import finetune, steps
+
+    seen = {}
+    monkeypatch.setattr(finetune, "train_dpo", lambda *a, **k: seen.setdefault("dpo", a[4]))
+    monkeypatch.setattr(finetune, "warmup_sft", lambda *a, **k: seen.setdefault("warmup", a[5]))
+    monkeypatch.setattr(steps.loop, "read_pairs", lambda path: [])
+    cfg = validate_config({})
+    steps.dpo_step(config=cfg, rep=0, iteration=1, factory_dir="f", pairs="p", out_dir="o", threads=2)
+    steps.factory_warmup(config=cfg, in_dir="f", out_dir="o", threads=2)
+    assert seen == {"dpo": 2, "warmup": 2}
+    seen.clear()
+    steps.dpo_step(config=cfg, rep=0, iteration=1, factory_dir="f", pairs="p", out_dir="o")
+    steps.factory_warmup(config=cfg, in_dir="f", out_dir="o")
+    assert seen == {"dpo": cfg["loop"]["threads"], "warmup": cfg["loop"]["threads"]}

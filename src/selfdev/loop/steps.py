@@ -33,15 +33,16 @@ def factory_init(*, config: dict, out_dir: str) -> dict:
     return convert_initial_factory(config["factory"]["model"], out_dir)
 
 
-def factory_warmup(*, config: dict, in_dir: str, out_dir: str) -> dict:
-    """Rule `factory_warmup`: config holds `seed`, `loop.threads`, `factory.prompt`, `factory.warmup`."""
+def factory_warmup(*, config: dict, in_dir: str, out_dir: str, threads: int | None = None) -> dict:
+    """Rule `factory_warmup`: config holds `seed`, `loop.threads`, `factory.prompt`, `factory.warmup`;
+    `threads` is the job's (the rule's `threads:`, which `resources.rules` may raise), else loop.threads."""
     from selfdev.loop.factory import load_prompt
     from selfdev.loop.finetune import WarmupSpec, warmup_sft
     from selfdev.loop.library import EXAMPLE_BODIES
 
     spec = WarmupSpec.from_config(config["factory"]["warmup"], derive_seed(config["seed"], "warmup"))
     return warmup_sft(in_dir, load_prompt(config["factory"]["prompt"]), EXAMPLE_BODIES, spec, out_dir,
-                      config["loop"]["threads"], resolve_device(config["device"]), _prompt_format(config))
+                      threads or config["loop"]["threads"], resolve_device(config["device"]), _prompt_format(config))
 
 
 def evolve_prompts(config: dict, rep: int, iteration: int, prompt: str, n: int,
@@ -233,12 +234,14 @@ def pairs_step(*, config: dict, rep: int, iteration: int, scores: str, earlier_s
     return {"pairs": len(pairs)}
 
 
-def dpo_step(*, config: dict, rep: int, iteration: int, factory_dir: str, pairs: str, out_dir: str) -> dict:
-    """Rule `dpo`: config holds `seed`, `loop.threads` and `dpo`."""
+def dpo_step(*, config: dict, rep: int, iteration: int, factory_dir: str, pairs: str, out_dir: str,
+             threads: int | None = None) -> dict:
+    """Rule `dpo`: config holds `seed`, `loop.threads` and `dpo`; `threads` is the job's (the rule's
+    `threads:`, which `resources.rules` may raise), else loop.threads."""
     from selfdev.loop.finetune import DpoSpec, train_dpo
 
     spec = DpoSpec.from_config(config["dpo"], derive_seed(config["seed"], "dpo", rep, iteration))
-    return train_dpo(factory_dir, loop.read_pairs(pairs), spec, out_dir, config["loop"]["threads"], str(pairs),
+    return train_dpo(factory_dir, loop.read_pairs(pairs), spec, out_dir, threads or config["loop"]["threads"], str(pairs),
                      resolve_device(config["device"]), _prompt_format(config))
 
 
