@@ -108,7 +108,7 @@ def test_arms_file_layout_without_the_dpo_arm(tmp_path):
 
     from conftest import snakemake_cmd
 
-    cfg = {"study": {"arms": ["evolve", "evolve_dpo"]}, "loop": {"iterations": 3}}
+    cfg = {"study": {"arms": ["evolve", "evolve_dpo"]}, "loop": {"iterations": 3, "final_dpo": True}}
     (tmp_path / "micro.yaml").write_text(yaml.safe_dump(cfg))
     run = subprocess.run(snakemake_cmd(tmp_path, "-n", "--cores", "1"), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]

@@ -5,7 +5,7 @@ import pytest
 from factory_fixture import MICRO_PROMPT
 from selfdev.loop import tables as loop
 from selfdev.loop.factory import SamplingSpec, extract_body, load_factory, program_from, sample_completions
-from selfdev.loop.finetune import DpoSpec, LoraSpec, WarmupSpec, train_dpo, warmup_sft
+from selfdev.loop.finetune import DpoSpec, LoraSpec, WarmupSpec, train_dpo, warmup_prompt, warmup_sft
 from selfdev.loop.library import EXAMPLE_BODIES
 from selfdev.sandbox.probe import check_program
 from conftest import defaults, sandbox
@@ -61,14 +61,28 @@ def _completion_logp(model_dir, prompt: str, completions) -> list[float]:
     return out
 
 
-def test_warmup_trains_a_lora_and_saves_merged_fp32(tiny_factory, tmp_path):
+def test_warmup_prompt_keeps_the_file_or_its_last_merge_signature():
+    prompt = 'import torch\n\n\ndef merge_a(t):\n    return t[0]\n\n\ndef merge(task_vectors):\n    """Doc."""'
+    assert warmup_prompt(prompt, "full") == prompt
+    assert warmup_prompt(prompt, "signature") == 'def merge(task_vectors):\n    """Doc."""'
+    with pytest.raises(ValueError, match="factory.warmup.prompt signature.*def merge"):
+        warmup_prompt("import torch\n\n# no function here", "signature")
+    with pytest.raises(ValueError, match="factory.warmup.prompt signature"):
+        warmup_prompt("x = 1; def merge(t): pass", "signature")  # not at a line start
+    with pytest.raises(ValueError, match="unknown value 'tail'"):
+        warmup_prompt(prompt, "tail")
+
+
+@pytest.mark.parametrize("scope", ["full", "signature"])
+def test_warmup_trains_a_lora_and_saves_merged_fp32(tiny_factory, tmp_path, scope):
     # Bodies the tiny factory never saw (it was trained on the library), so there is something to learn.
     bodies = ["    return task_vectors[-1] * 0.75", "    return sum(task_vectors) * 0.125",
               "    return torch.stack(task_vectors).amax(0)", "    return task_vectors[0] - task_vectors[-1]"]
     log = warmup_sft(tiny_factory, MICRO_PROMPT, bodies, WarmupSpec(epochs=2, lr=1e-2, batch_size=2,
-                     seed=0, lora=LoraSpec(r=4, alpha=8)), tmp_path / "warm")
-    assert log["steps"] == 4 and len(log["losses"]) == 4
-    # The warm-up makes its examples more likely (summed log-probability of the bodies after the prompt).
+                     seed=0, lora=LoraSpec(r=4, alpha=8), prompt=scope), tmp_path / "warm")
+    assert log["steps"] == 4 and len(log["losses"]) == 4 and log["prompt"] == scope
+    # The warm-up makes its examples more likely after the whole prompt, the text sampling shows (summed
+    # log-probability of the bodies), also when it trained after the signature alone.
     targets = ["\n" + b + "\n" for b in bodies]
     before = _completion_logp(tiny_factory, MICRO_PROMPT, targets)
     after = _completion_logp(tmp_path / "warm", MICRO_PROMPT, targets)

@@ -322,7 +322,7 @@ def test_dpo_and_warmup_take_the_device_from_the_config(monkeypatch, tiny_factor
         with pytest.raises(Stop):
             train_dpo(tiny_factory, pair, dpo, tmp_path / "d", device=device)
         with pytest.raises(Stop):
-            warmup_sft(tiny_factory, "p", ["    return t[0]"], WarmupSpec(1, 1e-3, 1, 0, LoraSpec(2, 4)),
+            warmup_sft(tiny_factory, "p", ["    return t[0]"], WarmupSpec(1, 1e-3, 1, 0, LoraSpec(2, 4), "full"),
                        tmp_path / "w", device=device)
     assert seen == [{"use_cpu": False, "bf16": True}] * 2 + [{"use_cpu": True, "bf16": False}] * 2
 
