@@ -93,7 +93,10 @@ def workflow_config(tiny_factory, algorithms: list[str] | None = None) -> dict:
         "factory": {"model": str(tiny_factory), "prompt": str(tiny_factory / "prompt.txt"),
                     "warmup": {"enabled": True, "epochs": 1, "lr": 0.001, "batch_size": 8, "lora_r": 4, "lora_alpha": 8}},
         "loop": {"iterations": 2, "n_samples": 8, "t1": 0.6, "beta": 0.2, "max_new_tokens": 120, "batch_size": 8,
-                 "min_chosen": 1, "min_rejected": 1, "max_pairs": 4},
+                 "min_chosen": 1, "min_rejected": 1, "max_pairs": 4,
+                 # The last DPO round too (the default skips it): the micro runs test the factory chain,
+                 # its lineage and DPO through Slurm to the end; test_evolve dry-runs the default.
+                 "final_dpo": True},
         "dpo": {"lr": 0.001, "epochs": 1, "batch_size": 2, "lora_r": 4, "lora_alpha": 8},
         "study": {"top_k": 3, "bootstrap": 200},
         # One method of each kind of plumbing: mergekit with one and two hyper-parameters and with none
