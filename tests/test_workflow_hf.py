@@ -31,7 +31,8 @@ def _config(tmp_path, tiny_factory):
         "eval": {"task": "gsm8k", "source": str(FIXTURES / "gsm8k"), "prompt": str(REPO / "config" / "prompts" / "gsm8k_5shot.yaml"),
                  "dev_size": 6, "test_size": 6, "max_new_tokens": 6, "batch_size": 8},
         "factory": {"model": str(tiny_factory), "prompt": str(tiny_factory / "prompt.txt"), "warmup": {"enabled": False}},
-        "loop": {"iterations": 1, "n_samples": 8, "t1": 0.6, "max_new_tokens": 120, "batch_size": 8},
+        # final_dpo: the one iteration's DPO round runs (the default skips the last), so DPO is tested here.
+        "loop": {"iterations": 1, "n_samples": 8, "t1": 0.6, "max_new_tokens": 120, "batch_size": 8, "final_dpo": True},
         "study": {"arms": ["dpo"], "top_k": 2, "bootstrap": 100},
         "baselines": {"methods": ["task_arithmetic"], "grid_size": 2, "budget_matched": False},
         "algorithms": [str(reference_paths()["mean"])],  # one file: every reference program costs two jobs
