@@ -59,14 +59,15 @@ def select_parents(programs: Sequence[dict], k: int, temperature: float, rng: ra
     return sorted(picked, key=lambda p: (p["dev_accuracy"], p["candidate_id"]))
 
 
-_DEF = re.compile(r"^def merge\((?P<args>.*)$", re.M)
+# The `def merge(` line of a factory prompt (the function the factory completes); the last one counts.
+MERGE_DEF = re.compile(r"^def merge\((?P<args>.*)$", re.M)
 
 
 def split_prompt(base_prompt: str) -> tuple[str, str]:
     """The base prompt's file header (everything before its first function) and the rest of the
     `def merge(` line (arguments and return annotation)."""
     first_def = re.search(r"^def ", base_prompt, re.M)
-    merge_def = list(_DEF.finditer(base_prompt))
+    merge_def = list(MERGE_DEF.finditer(base_prompt))
     if first_def is None or not merge_def:
         raise ValueError("the factory prompt has no `def merge(` line to evolve from")
     return base_prompt[: first_def.start()].rstrip() + "\n", merge_def[-1].group("args")

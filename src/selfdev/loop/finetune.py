@@ -71,11 +71,13 @@ def warmup_prompt(prompt: str, scope: str) -> str:
         return prompt
     if scope != "signature":
         raise ValueError(f"factory.warmup.prompt: unknown value {scope!r} (signature, full)")
-    at = prompt.rfind("def merge(")
-    if at < 0 or (at > 0 and prompt[at - 1] != "\n"):
+    from selfdev.loop.evolve import MERGE_DEF
+
+    lines = list(MERGE_DEF.finditer(prompt))
+    if not lines:
         raise ValueError("factory.warmup.prompt signature: the factory prompt has no line starting with "
                          "'def merge(' (the function the factory completes); use 'full'")
-    return prompt[at:]
+    return prompt[lines[-1].start():]
 
 
 def warmup_sft(factory_dir: str | Path, prompt: str, bodies: Sequence[str], spec: WarmupSpec,
