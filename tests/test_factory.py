@@ -5,7 +5,8 @@ import pytest
 from factory_fixture import MICRO_PROMPT
 from selfdev.loop import tables as loop
 from selfdev.loop.factory import SamplingSpec, extract_body, load_factory, program_from, sample_completions
-from selfdev.loop.finetune import DpoSpec, LoraSpec, WarmupSpec, train_dpo, warmup_prompt, warmup_sft
+from selfdev.loop.finetune import (DpoSpec, LoraSpec, WarmupSpec, pair_tokens, train_dpo, warmup_prompt,
+                                   warmup_sft)
 from selfdev.loop.library import EXAMPLE_BODIES
 from selfdev.sandbox.probe import check_program
 from conftest import defaults, sandbox
@@ -94,11 +95,15 @@ def test_warmup_trains_a_lora_and_saves_merged_fp32(tiny_factory, tmp_path, scop
     assert json.loads((tmp_path / "warm" / "train_log.json").read_text())["kind"] == "warmup_sft"
 
 
-def test_dpo_moves_the_factory_and_records_lineage(tiny_factory, tmp_path):
+def _library_pairs() -> list[dict]:
     rows = [{"candidate_id": f"it1-{i:05d}", "code_hash": f"h{i}", "executable": True, "dev_accuracy": acc,
              "body": b} for i, (acc, b) in enumerate(zip([0.9, 0.1, 0.5, 0.2], EXAMPLE_BODIES))]
     spec = loop.PairSpec.from_config({**defaults("loop"), "min_chosen": 2, "min_rejected": 2}, 0)
-    pairs = loop.select_pairs(rows, [], spec, 1, MICRO_PROMPT)
+    return loop.select_pairs(rows, [], spec, 1, MICRO_PROMPT)
+
+
+def test_dpo_moves_the_factory_and_records_lineage(tiny_factory, tmp_path):
+    pairs = _library_pairs()
     assert len(pairs) == 4
     log = train_dpo(tiny_factory, pairs, DpoSpec(lr=5e-3, beta=0.1, epochs=1, batch_size=2, max_length=512,
                                                    seed=0, lora=LoraSpec(r=4, alpha=8)), tmp_path / "dpo",
@@ -111,6 +116,30 @@ def test_dpo_moves_the_factory_and_records_lineage(tiny_factory, tmp_path):
         return sum(c - r for c, r in zip(chosen, rejected)) / len(pairs)
 
     assert margin(tmp_path / "dpo") > margin(tiny_factory) + 0.1
+
+
+def test_dpo_refuses_a_pair_that_max_length_would_cut(tiny_factory, tmp_path):
+    """TRL cuts a pair longer than max_length from the end, i.e. the completion: a 509-token chat prompt under
+    max_length 512 once left DPO 3 tokens of each program. The check counts tokens as TRL does."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    from selfdev.device import trainer_flags
+
+    pairs = _library_pairs()
+    model, tok = load_factory(tiny_factory)
+    sides = ("chosen", "rejected")
+    ours = [pair_tokens(tok, p["prompt"], p[side]) for p in pairs for side in sides]
+    trl = DPOTrainer(model=model, args=DPOConfig(output_dir=str(tmp_path / "trl"), max_length=None, report_to=[],
+                                                 **trainer_flags("cpu")),
+                     train_dataset=Dataset.from_list([{k: p[k] for k in ("prompt", *sides)} for p in pairs]),
+                     processing_class=tok).train_dataset
+    assert ours == [len(r["prompt_ids"]) + len(r[f"{side}_ids"]) for r in trl for side in sides]
+    longest = max(ours)
+    with pytest.raises(ValueError, match=rf"dpo\.max_length is {longest - 1} tokens.* take {longest}"):
+        train_dpo(tiny_factory, pairs, DpoSpec(lr=5e-3, beta=0.1, epochs=1, batch_size=2, max_length=longest - 1,
+                                               seed=0, lora=LoraSpec(r=4, alpha=8)), tmp_path / "cut")
+    assert not (tmp_path / "cut").exists()
 
 
 def test_dpo_without_pairs_copies_the_parent(tiny_factory, tmp_path):

@@ -135,6 +135,23 @@ class DpoSpec:
                    LoraSpec(dpo["lora_r"], dpo["lora_alpha"]))
 
 
+def pair_tokens(tok, prompt: str, completion: str) -> int:
+    """Tokens of one side of a preference pair as TRL's DPOTrainer builds it: prompt and completion as one
+    text, the end-of-sequence token appended, no special tokens added."""
+    eos = tok.eos_token or ""
+    text = prompt + completion
+    return len(tok(text if text.endswith(eos) else text + eos, add_special_tokens=False)["input_ids"])
+
+
+def check_dpo_length(longest: int, max_length: int) -> None:
+    """TRL cuts a longer pair from the end, i.e. the completion DPO learns from goes first (a chat prompt of
+    509 tokens left 3 tokens of each program under max_length 512): refuse rather than train on that."""
+    if longest > max_length:
+        raise ValueError(f"dpo.max_length is {max_length} tokens, but a preference pair's prompt and completion "
+                         f"take {longest}: TRL would cut the completion, the part DPO learns from. Set "
+                         f"dpo.max_length to at least {longest}.")
+
+
 def train_dpo(factory_dir: str | Path, pairs: Sequence[dict], spec: DpoSpec, out_dir: str | Path,
               threads: int = 1, pairs_path: str | None = None, device: str = "cpu",
               prompt_format: str = "completion") -> dict:
@@ -165,11 +182,17 @@ def train_dpo(factory_dir: str | Path, pairs: Sequence[dict], spec: DpoSpec, out
 
     from selfdev.loop.factory import model_prompt
 
+    from transformers import AutoTokenizer
+
+    # Checked with the tokenizer alone, before the factory's weights load (6 GB for the 1.5B).
+    tok = AutoTokenizer.from_pretrained(str(factory_dir))
+    rows = [{"prompt": model_prompt(tok, p["prompt"], prompt_format), "chosen": p["chosen"], "rejected": p["rejected"]}
+            for p in pairs]
+    check_dpo_length(max(pair_tokens(tok, r["prompt"], r[side]) for r in rows for side in ("chosen", "rejected")),
+                     spec.max_length)
     model, tok = load_factory(factory_dir, "float32")
     tok.padding_side = "left"
-    data = Dataset.from_list([{"prompt": model_prompt(tok, p["prompt"], prompt_format), "chosen": p["chosen"],
-                               "rejected": p["rejected"]}
-                              for p in pairs])
+    data = Dataset.from_list(rows)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         args = DPOConfig(
