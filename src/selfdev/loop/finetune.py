@@ -178,11 +178,10 @@ def train_dpo(factory_dir: str | Path, pairs: Sequence[dict], spec: DpoSpec, out
             write_json(log, tmp / "train_log.json")
         return log
     from datasets import Dataset
+    from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
     from selfdev.loop.factory import model_prompt
-
-    from transformers import AutoTokenizer
 
     # Checked with the tokenizer alone, before the factory's weights load (6 GB for the 1.5B).
     tok = AutoTokenizer.from_pretrained(str(factory_dir))
