@@ -140,6 +140,11 @@ def test_dpo_refuses_a_pair_that_max_length_would_cut(tiny_factory, tmp_path):
         train_dpo(tiny_factory, pairs, DpoSpec(lr=5e-3, beta=0.1, epochs=1, batch_size=2, max_length=longest - 1,
                                                seed=0, lora=LoraSpec(r=4, alpha=8)), tmp_path / "cut")
     assert not (tmp_path / "cut").exists()
+    # A factory folder that is not there is named as such (the length check reads its tokenizer first).
+    with pytest.raises(FileNotFoundError, match="model checkpoint folder not found: .*no_factory"):
+        train_dpo(tmp_path / "no_factory", pairs, DpoSpec(lr=5e-3, beta=0.1, epochs=1, batch_size=2, max_length=1024,
+                                                          seed=0, lora=LoraSpec(r=4, alpha=8)), tmp_path / "none")
+    assert not (tmp_path / "none").exists()
 
 
 def test_dpo_without_pairs_copies_the_parent(tiny_factory, tmp_path):

@@ -37,22 +37,30 @@ class TrainSpec:
     weight_decay: float = 0.0
 
 
-def load_causal_lm(path, dtype: str = "float32", device: str = "cpu"):
-    """A checkpoint folder as (model in eval mode on `device`, tokenizer padding on the left, with a pad token)."""
+def load_tokenizer(path):
+    """A checkpoint folder's tokenizer, padding on the left, with a pad token."""
     from pathlib import Path
 
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     if not Path(path).is_dir():
         raise FileNotFoundError(f"model checkpoint folder not found: {path}")
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
-    model.to(device)
-    model.eval()
     tok = AutoTokenizer.from_pretrained(str(path))
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(path, dtype: str = "float32", device: str = "cpu"):
+    """A checkpoint folder as (model in eval mode on `device`, tokenizer padding on the left, with a pad token)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tok = load_tokenizer(path)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=getattr(torch, dtype))
+    model.to(device)
+    model.eval()
     return model, tok
 
 

@@ -178,13 +178,13 @@ def train_dpo(factory_dir: str | Path, pairs: Sequence[dict], spec: DpoSpec, out
             write_json(log, tmp / "train_log.json")
         return log
     from datasets import Dataset
-    from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
+    from selfdev.lm import load_tokenizer
     from selfdev.loop.factory import model_prompt
 
     # Checked with the tokenizer alone, before the factory's weights load (6 GB for the 1.5B).
-    tok = AutoTokenizer.from_pretrained(str(factory_dir))
+    tok = load_tokenizer(factory_dir)
     rows = [{"prompt": model_prompt(tok, p["prompt"], prompt_format), "chosen": p["chosen"], "rejected": p["rejected"]}
             for p in pairs]
     check_dpo_length(max(pair_tokens(tok, r["prompt"], r[side]) for r in rows for side in ("chosen", "rejected")),
