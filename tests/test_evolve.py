@@ -48,7 +48,9 @@ def test_evolve_prompt_shows_parents_with_scores_and_ends_on_the_docstring():
     parents = [_prog(3, 0.2, "    return 0.3 * sum(task_vectors)"),
                _prog(1, 0.55, "    s = torch.stack(task_vectors)\n    return s.mean(dim=0)")]
     text = evolve.evolve_prompt(PROMPT, parents)
-    assert text.endswith('"""') and text.startswith(PROMPT.split("\ndef ")[0].rstrip())
+    assert text.endswith('"""') and text.startswith(PROMPT.split("\ndef merge")[0].rstrip())
+    # The building blocks stay (every program file defines them, so a parent that calls one runs).
+    assert "def ties_merge(" in text and "def tsv_merge(" in text
     assert "def merge_v0(task_vectors: list[torch.Tensor], context: dict) -> torch.Tensor:" in text
     assert text.index("dev accuracy 20.0%") < text.index("dev accuracy 55.0%") < text.index("def merge_v2(")
     # each parent's per-skill dev accuracy, as the scores table stores it (JSON), skills sorted
@@ -66,6 +68,8 @@ def test_evolve_prompt_shows_parents_with_scores_and_ends_on_the_docstring():
     assert check_program(program_from(PROMPT, ok), limits).executable
     calls_parent = extract_body("\n    return merge_v1(task_vectors)\n")
     assert not check_program(program_from(PROMPT, calls_parent), limits).executable
+    calls_block = extract_body("\n    return 0.5 * tsv_merge(task_vectors) + ties_merge(task_vectors, 0.3)\n")
+    assert check_program(program_from(PROMPT, calls_block), limits).executable
     with pytest.raises(ValueError, match="def merge"):
         evolve.evolve_prompt("# no function here", parents)
 

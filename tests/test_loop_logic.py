@@ -188,14 +188,36 @@ def test_tables_roundtrip_with_schema_version(tmp_path):
 
 def test_novelty_is_judged_against_the_prompt_and_the_library():
     known_codes = loop.known_programs(PROMPT, EXAMPLE_BODIES)
-    assert len(known_codes) == len(EXAMPLE_BODIES) + 1  # the prompt's one example, merge_task_arithmetic
+    # The prompt's three functions: the example merge_task_arithmetic and the building blocks ties_merge
+    # (called with its default density) and tsv_merge.
+    assert len(known_codes) == len(EXAMPLE_BODIES) + 3
     check = lambda code: check_program(code, LIMITS, 4)  # noqa: E731
     known = [check(c).info["signature"] for c in known_codes]
     cands = [_cand(0, "    return 0.3 * sum(task_vectors)"),          # the library's 0.3 * sum
              _cand(1, "    return sum(task_vectors) * 0.5"),           # the prompt's task arithmetic
              _cand(2, "    return 0.42 * sum(task_vectors)"),          # new
-             _cand(3, "    return task_vectors[0][:1]")]               # not executable
+             _cand(3, "    return task_vectors[0][:1]"),               # not executable
+             _cand(4, "    return 1.0 * tsv_merge(task_vectors)"),     # the prompt's building block
+             _cand(5, "    return 1.3 * tsv_merge(task_vectors)")]     # new
     rows = loop.mark_novel(loop.filter_candidates(cands, {}, check, ["torch", "math"], loop.Behaviours(4, [], [])),
                            known, 4)
-    assert [r["novel"] for r in rows] == [False, False, True, None]
-    assert loop.iteration_stats(cands, rows, [], [], {})["novel_behaviours"] == 1
+    assert [r["novel"] for r in rows] == [False, False, True, None, False, True]
+    assert loop.iteration_stats(cands, rows, [], [], {})["novel_behaviours"] == 2
+
+
+def test_the_prompts_building_blocks_are_the_shipped_ties_and_tsv_merge():
+    """The prompt's ties_merge and tsv_merge compute what the study's baselines do (the shipped programs at
+    lambda 1; TIES at the density passed), so a program that calls them builds on the published methods."""
+    import torch
+
+    from selfdev.algorithms import ties, tsv_merge
+
+    blocks: dict = {}
+    exec(compile(PROMPT + "\n    pass\n", "factory.txt", "exec"), blocks)
+    gen = torch.Generator().manual_seed(0)
+    for shape in [(12, 20), (20, 12), (7,)]:
+        tvs = [torch.randn(shape, generator=gen) for _ in range(3)]
+        torch.testing.assert_close(blocks["tsv_merge"](tvs), tsv_merge.merge(tvs))
+        # the shipped TIES has density 0.5 (the study tunes it); the block's default is 0.2, LiNeS's choice
+        torch.testing.assert_close(blocks["ties_merge"](tvs, density=0.5), ties.merge(tvs))
+        assert not torch.allclose(blocks["ties_merge"](tvs), ties.merge(tvs))

@@ -64,9 +64,10 @@ MERGE_DEF = re.compile(r"^def merge\((?P<args>.*)$", re.M)
 
 
 def split_prompt(base_prompt: str) -> tuple[str, str]:
-    """The base prompt's file header (everything before its first function) and the rest of the
-    `def merge(` line (arguments and return annotation)."""
-    first_def = re.search(r"^def ", base_prompt, re.M)
+    """The base prompt's file header (everything before its first `merge...` function: imports and the
+    building blocks a program may call, which every program file keeps) and the rest of the `def merge(`
+    line (arguments and return annotation)."""
+    first_def = re.search(r"^def merge", base_prompt, re.M)
     merge_def = list(MERGE_DEF.finditer(base_prompt))
     if first_def is None or not merge_def:
         raise ValueError("the factory prompt has no `def merge(` line to evolve from")

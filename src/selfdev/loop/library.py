@@ -104,4 +104,17 @@ EXAMPLE_BODIES: tuple[str, ...] = (
     """    stacked = torch.stack(task_vectors)
     scale = 0.6 if context["kind"] == "down_proj" else 0.4
     return scale * stacked.sum(dim=0)""",
+    # The prompt's building blocks (ties_merge, tsv_merge) in use: combined, chosen per kind, scaled by
+    # depth. Round constants, not tuned on any world: the blocks are written out in the prompt, and a
+    # spectral merge written from scratch is longer than the factory can write (TSV-Merge: 213 tokens).
+    """    return 0.5 * tsv_merge(task_vectors) + 0.5 * ties_merge(task_vectors)""",
+    """    if context["kind"] == "down_proj":
+        return ties_merge(task_vectors)
+    return tsv_merge(task_vectors)""",
+    """    depth = context["layer"] / max(1, context["n_layers"] - 1)
+    return (0.5 + 0.5 * depth) * tsv_merge(task_vectors)""",
+    """    merged = ties_merge(task_vectors, density=0.5)
+    return 0.8 * merged""",
+    """    stacked = torch.stack(task_vectors)
+    return 0.5 * stacked.sum(dim=0) + 0.5 * tsv_merge(task_vectors)""",
 )

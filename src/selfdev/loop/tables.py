@@ -147,8 +147,9 @@ def known_programs(prompt: str, library: Sequence[str]) -> list[str]:
     the prompt (called from `merge`), as whole programs of the prompt."""
     import ast
 
-    # An example that takes the context (selfdev.params) is called with it.
-    examples = [(n.name, ", context" if len(n.args.posonlyargs + n.args.args) > 1 else "")
+    # An example that needs the context (selfdev.params) is called with it; a building block's other
+    # arguments (ties_merge's density) keep their defaults.
+    examples = [(n.name, ", context" if len(n.args.posonlyargs + n.args.args) - len(n.args.defaults) > 1 else "")
                 for n in ast.parse(prompt + "\n    pass\n").body if isinstance(n, ast.FunctionDef) and n.name != "merge"]
     return [program_from(prompt, b) for b in library] + [program_from(prompt, f"    return {name}(task_vectors{ctx})")
                                                           for name, ctx in examples]
