@@ -9,7 +9,8 @@ from conftest import REPO
 def test_default_config_file_validates_and_fills_defaults():
     cfg = load_config(REPO / "config" / "config.yaml")
     assert cfg == validate_config({})  # the file sets nothing: every default is the schema's
-    assert cfg["sandbox"]["allowed_imports"] == ["torch", "math", "numpy", "functools", "itertools", "typing"]
+    assert cfg["sandbox"]["allowed_imports"] == ["torch", "math", "numpy", "functools", "itertools", "typing",
+                                                "selfdev_blocks"]
     assert validate_config({})["world"]["model"]["hidden_size"] > 0
 
 

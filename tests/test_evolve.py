@@ -49,8 +49,8 @@ def test_evolve_prompt_shows_parents_with_scores_and_ends_on_the_docstring():
                _prog(1, 0.55, "    s = torch.stack(task_vectors)\n    return s.mean(dim=0)")]
     text = evolve.evolve_prompt(PROMPT, parents)
     assert text.endswith('"""') and text.startswith(PROMPT.split("\ndef merge")[0].rstrip())
-    # The building blocks stay (every program file defines them, so a parent that calls one runs).
-    assert "def ties_merge(" in text and "def tsv_merge(" in text
+    # The building blocks' import stays (every program file has it, so a parent that calls one runs).
+    assert "from selfdev_blocks import ties_merge, tsv_merge" in text
     assert "def merge_v0(task_vectors: list[torch.Tensor], context: dict) -> torch.Tensor:" in text
     assert text.index("dev accuracy 20.0%") < text.index("dev accuracy 55.0%") < text.index("def merge_v2(")
     # each parent's per-skill dev accuracy, as the scores table stores it (JSON), skills sorted

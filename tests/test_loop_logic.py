@@ -12,6 +12,7 @@ from conftest import REPO
 
 PROMPT = load_prompt(REPO / "config" / "prompts" / "factory.txt")
 LIMITS = sandbox(wall_s=5, cpu_s=5, memory_mb=1024)
+IMPORTS = ["torch", "math", "selfdev_blocks"]  # what the prompt imports
 
 
 def test_temperature_schedule_matches_the_paper():
@@ -64,11 +65,11 @@ def test_filter_dedupes_within_and_across_iterations():
         calls.append(code)
         return check_program(code, LIMITS)
 
-    earlier = loop.filter_candidates([_cand(9, "    return 0.9 * sum(task_vectors)")], {}, check, ["torch", "math"],
+    earlier = loop.filter_candidates([_cand(9, "    return 0.9 * sum(task_vectors)")], {}, check, IMPORTS,
                                      loop.Behaviours(4, [], []))[0]
     calls.clear()
     rows = loop.filter_candidates(cands, {earlier["code_hash"]: {**earlier, "candidate_id": "it0-00009"}}, check,
-                                  ["torch", "math"], loop.Behaviours(4, [], []))
+                                  IMPORTS, loop.Behaviours(4, [], []))
     status = [r["status"] for r in rows]
     assert status == ["new", "duplicate", "seen_before", "new", "empty", "new"]
     assert rows[1]["first_candidate_id"] == "it1-00000" and rows[1]["executable"]
@@ -88,7 +89,7 @@ MEAN_OF_FOUR = ["    return 0.5 * torch.stack(task_vectors).sum(dim=0) * 0.5",
 def test_behaviours_tell_programs_apart_by_what_they_compute():
     cands = [_cand(i, b) for i, b in enumerate(MEAN_OF_FOUR)] + [_cand(5, "    return 0.3 * sum(task_vectors)")]
     check = lambda code: check_program(code, LIMITS, 4)  # noqa: E731
-    rows = loop.filter_candidates(cands, {}, check, ["torch", "math"], loop.Behaviours(4, [], []))
+    rows = loop.filter_candidates(cands, {}, check, IMPORTS, loop.Behaviours(4, [], []))
     assert [r["status"] for r in rows] == ["new"] + ["same_behaviour"] * 4 + ["new"]
     assert {r["behaviour"] for r in rows[:5]} == {"it1-00000"} and rows[5]["behaviour"] == "it1-00005"
     # With the expert count varying, mean and 0.25 * sum (the first and fourth for four experts) differ:
@@ -96,19 +97,19 @@ def test_behaviours_tell_programs_apart_by_what_they_compute():
     assert rows[1]["algorithm"] == rows[2]["algorithm"] == rows[4]["algorithm"] != rows[0]["algorithm"]
     assert len({r["algorithm"] for r in rows[:5]}) == 3
     # Three experts: 0.25 * sum no longer is the mean, so it is its own behaviour.
-    rows3 = loop.filter_candidates(cands, {}, lambda code: check_program(code, LIMITS, 3), ["torch", "math"],
+    rows3 = loop.filter_candidates(cands, {}, lambda code: check_program(code, LIMITS, 3), IMPORTS,
                                    loop.Behaviours(3, [], []))
     assert [r["status"] for r in rows3][:5] == ["new", "new", "same_behaviour", "new", "same_behaviour"]
     # A later iteration knows the earlier behaviours from its scores table.
     scored = [{**r, "dev_accuracy": 0.5} for r in rows if r["status"] == "new"]
-    later = loop.filter_candidates([_cand(0, "    return sum(task_vectors) / 4", it=2)], {}, check, ["torch", "math"],
+    later = loop.filter_candidates([_cand(0, "    return sum(task_vectors) / 4", it=2)], {}, check, IMPORTS,
                                    loop.Behaviours.from_scores(4, [scored]))
     assert later[0]["status"] == "same_behaviour" and later[0]["first_candidate_id"] == "it1-00000"
 
 
 def test_scores_reuse_by_behaviour_and_rank_distinct_behaviours():
     cands = [_cand(i, b) for i, b in enumerate(MEAN_OF_FOUR)] + [_cand(5, "    return 0.3 * sum(task_vectors)")]
-    execs = loop.filter_candidates(cands, {}, lambda code: check_program(code, LIMITS, 4), ["torch", "math"],
+    execs = loop.filter_candidates(cands, {}, lambda code: check_program(code, LIMITS, 4), IMPORTS,
                                    loop.Behaviours(4, [], []))
     todo = loop.programs_to_score(cands, execs)
     assert [t["candidate_id"] for t in todo] == ["it1-00000", "it1-00005"]  # each behaviour scored once
@@ -199,25 +200,32 @@ def test_novelty_is_judged_against_the_prompt_and_the_library():
              _cand(3, "    return task_vectors[0][:1]"),               # not executable
              _cand(4, "    return 1.0 * tsv_merge(task_vectors)"),     # the prompt's building block
              _cand(5, "    return 1.3 * tsv_merge(task_vectors)")]     # new
-    rows = loop.mark_novel(loop.filter_candidates(cands, {}, check, ["torch", "math"], loop.Behaviours(4, [], [])),
+    rows = loop.mark_novel(loop.filter_candidates(cands, {}, check, IMPORTS, loop.Behaviours(4, [], [])),
                            known, 4)
     assert [r["novel"] for r in rows] == [False, False, True, None, False, True]
     assert loop.iteration_stats(cands, rows, [], [], {})["novel_behaviours"] == 2
 
 
-def test_the_prompts_building_blocks_are_the_shipped_ties_and_tsv_merge():
-    """The prompt's ties_merge and tsv_merge compute what the study's baselines do (the shipped programs at
-    lambda 1; TIES at the density passed), so a program that calls them builds on the published methods."""
+def test_the_building_blocks_are_the_shipped_ties_and_tsv_merge():
+    """selfdev_blocks' ties_merge and tsv_merge (what the prompt imports) compute what the study's baselines
+    do (the shipped programs at lambda 1; TIES at the density passed), so a program that calls them builds on
+    the published methods; a program importing them runs in the sandbox (whose child may read no src/)."""
     import torch
 
+    import selfdev_blocks
     from selfdev.algorithms import ties, tsv_merge
 
-    blocks: dict = {}
-    exec(compile(PROMPT + "\n    pass\n", "factory.txt", "exec"), blocks)
+    assert "from selfdev_blocks import ties_merge, tsv_merge" in PROMPT
     gen = torch.Generator().manual_seed(0)
     for shape in [(12, 20), (20, 12), (7,)]:
         tvs = [torch.randn(shape, generator=gen) for _ in range(3)]
-        torch.testing.assert_close(blocks["tsv_merge"](tvs), tsv_merge.merge(tvs))
+        torch.testing.assert_close(selfdev_blocks.tsv_merge(tvs), tsv_merge.merge(tvs))
         # the shipped TIES has density 0.5 (the study tunes it); the block's default is 0.2, LiNeS's choice
-        torch.testing.assert_close(blocks["ties_merge"](tvs, density=0.5), ties.merge(tvs))
-        assert not torch.allclose(blocks["ties_merge"](tvs), ties.merge(tvs))
+        torch.testing.assert_close(selfdev_blocks.ties_merge(tvs, density=0.5), ties.merge(tvs))
+        assert not torch.allclose(selfdev_blocks.ties_merge(tvs), ties.merge(tvs))
+    verdict = check_program(program_from(PROMPT, "    return 0.5 * tsv_merge(task_vectors) + ties_merge(task_vectors)"),
+                            LIMITS)
+    assert verdict.executable, verdict
+    # Allowed by name only: the module's own imports are not a way around the allow-list.
+    sneaky = check_program(program_from(PROMPT, "    import selfdev_blocks.torch\n    return task_vectors[0]"), LIMITS)
+    assert not sneaky.executable

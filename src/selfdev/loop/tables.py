@@ -147,10 +147,13 @@ def known_programs(prompt: str, library: Sequence[str]) -> list[str]:
     the prompt (called from `merge`), as whole programs of the prompt."""
     import ast
 
-    # An example that needs the context (selfdev.params) is called with it; a building block's other
-    # arguments (ties_merge's density) keep their defaults.
-    examples = [(n.name, ", context" if len(n.args.posonlyargs + n.args.args) - len(n.args.defaults) > 1 else "")
-                for n in ast.parse(prompt + "\n    pass\n").body if isinstance(n, ast.FunctionDef) and n.name != "merge"]
+    # An example that takes the context (selfdev.params) is called with it; a building block the prompt
+    # imports from selfdev_blocks (ties_merge, tsv_merge) with its defaults.
+    tree = ast.parse(prompt + "\n    pass\n")
+    examples = [(n.name, ", context" if len(n.args.posonlyargs + n.args.args) > 1 else "")
+                for n in tree.body if isinstance(n, ast.FunctionDef) and n.name != "merge"]
+    examples += [(a.asname or a.name, "") for n in tree.body
+                 if isinstance(n, ast.ImportFrom) and n.module == "selfdev_blocks" for a in n.names]
     return [program_from(prompt, b) for b in library] + [program_from(prompt, f"    return {name}(task_vectors{ctx})")
                                                           for name, ctx in examples]
 

@@ -14,7 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-DEFAULT_ALLOWED_IMPORTS = ("torch", "math", "numpy", "functools", "itertools", "typing")
+DEFAULT_ALLOWED_IMPORTS = ("torch", "math", "numpy", "functools", "itertools", "typing", "selfdev_blocks")
 
 
 class CandidateRejected(Exception):

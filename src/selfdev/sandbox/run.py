@@ -26,6 +26,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import selfdev_blocks  # noqa: F401 - imported here so a forked child finds it in memory (it may read no src/)
 from selfdev.sandbox.isolation import SandboxUnavailable, file_boundary, require_file_boundary
 from selfdev.sandbox.program import CandidateRejected, load_merge
 
