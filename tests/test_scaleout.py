@@ -183,7 +183,7 @@ def _env_packages(path: Path) -> set[str]:
 
 
 def test_conda_envs_pin_every_imported_dependency():
-    third_party = _imports(REPO / "src" / "selfdev") - set(sys.stdlib_module_names) - {"selfdev", "vllm"}
+    third_party = _imports(REPO / "src" / "selfdev") - set(sys.stdlib_module_names) - {"selfdev", "selfdev_blocks", "vllm"}
     for env_file in ("selfdev.yaml", "vllm.yaml"):
         pkgs = _env_packages(ENV_DIR / env_file)
         for mod in sorted(third_party):
