@@ -105,7 +105,7 @@ EXAMPLE_BODIES: tuple[str, ...] = (
     scale = 0.6 if context["kind"] == "down_proj" else 0.4
     return scale * stacked.sum(dim=0)""",
     # The prompt's building blocks (ties_merge, tsv_merge) in use: combined, chosen per kind, scaled by
-    # depth. Round constants, not tuned on any world: the blocks are written out in the prompt, and a
+    # depth. Round constants, not tuned on any world: the prompt imports the blocks (selfdev_blocks), and a
     # spectral merge written from scratch is longer than the factory can write (TSV-Merge: 213 tokens).
     """    return 0.5 * tsv_merge(task_vectors) + 0.5 * ties_merge(task_vectors)""",
     """    if context["kind"] == "down_proj":
