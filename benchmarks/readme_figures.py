@@ -126,11 +126,36 @@ def loop_section(results: Path) -> list[str]:
     lines += ["", "  Best dev (seed by seed): " + "; ".join(
         f"{a} " + ", ".join(f"{_pct(b['dev_accuracy'])} (`{b['body'].strip().splitlines()[-1].strip()}`)"
                             for b in (runs[(a, s)]["best"] for s in seeds) if b) for a in names) + "."]
+    tuned = tuned_best(results, runs)
+    if tuned:
+        lines += ["", "  Scale tuned on dev after the last iteration (`loop.tune`; best scaled program vs the run's best "
+                      "as written): " + "; ".join(tuned) + "."]
     aware, top = top_layer_aware(results)
     if top:
         lines += ["", f"  Layer-aware: {aware} of the {top} best programs by dev (every arm and seed) merge "
                       "differently by layer or kind."]
     return lines
+
+
+def tuned_best(results: Path, runs: dict) -> list[str]:
+    """Per run with a tuned.parquet: its best scaled program's dev score and scale, against the run's
+    best program as the factory wrote it (`runs`: the run summaries by (arm, seed))."""
+    import pyarrow.parquet as pq
+
+    from selfdev.loop.tables import best_program
+
+    out = []
+    for (a, s), summary in runs.items():
+        path = results / "loop" / a / f"seed{s}" / "tuned.parquet"
+        written = summary.get("best")
+        if not path.is_file() or not written:
+            continue
+        tuned = best_program([[r for r in pq.read_table(path).to_pylist() if not r["partial"]]])
+        if tuned:
+            original, scale = tuned["candidate_id"].rsplit("-x", 1)
+            out.append(f"{a} seed {s} {_pct(tuned['dev_accuracy'])} ({scale} x {original}) "
+                       f"vs {_pct(written['dev_accuracy'])}")
+    return out
 
 
 def top_layer_aware(results: Path, k: int = 5) -> tuple[int, int]:

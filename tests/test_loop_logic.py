@@ -229,3 +229,50 @@ def test_the_building_blocks_are_the_shipped_ties_and_tsv_merge():
     # Allowed by name only: the module's own imports are not a way around the allow-list.
     sneaky = check_program(program_from(PROMPT, "    import selfdev_blocks.torch\n    return task_vectors[0]"), LIMITS)
     assert not sneaky.executable
+
+
+@pytest.mark.parametrize("source, layer_aware", [
+    ("def merge(task_vectors):\n    return 0.5 * sum(task_vectors)\n", False),
+    ("def merge(task_vectors, lam=0.5):\n    return lam * sum(task_vectors)\n", False),  # lam is no context
+    ("def merge(task_vectors, context):\n    return (1 + context['layer']) * task_vectors[0]\n", True),
+])
+def test_a_scaled_program_returns_the_scale_times_the_original_in_the_sandbox(source, layer_aware):
+    """loop.tune's programs: `scaled_program` keeps the original's calling convention (context or not)
+    and returns exactly scale x the original, parameter by parameter, when run in the sandbox."""
+    import torch
+
+    from selfdev.sandbox.program import static_check
+    from selfdev.sandbox.run import run_jobs
+
+    scaled = loop.scaled_program(source, 1.5)
+    assert static_check(scaled).code_hash != static_check(source).code_hash
+    data = [torch.randn(3, 4, generator=torch.Generator().manual_seed(k)) for k in range(3)]
+    contexts = {"l0": {"layer": 0}, "l5": {"layer": 5}}
+    jobs = [(key, lambda: data) for key in contexts]
+    shapes = {key: (3, 4) for key in contexts}
+    plain = run_jobs(source, jobs, shapes, LIMITS, contexts=contexts)
+    tuned = run_jobs(scaled, jobs, shapes, LIMITS, contexts=contexts)
+    assert plain.ok and tuned.ok, (plain, tuned)
+    for key in contexts:
+        torch.testing.assert_close(tuned.results[key], 1.5 * plain.results[key])
+    # the context still reaches a two-argument program: its layers differ after scaling too
+    assert torch.equal(tuned.results["l0"], tuned.results["l5"]) is not layer_aware
+
+
+def test_tuned_rows_name_their_original_and_count_in_the_budget():
+    """A tuned row is the original's id and behaviour with `-x<scale>` (so it never hides the original
+    in the ranking), and the budget-matched baselines' budget counts its dev evaluations."""
+    from selfdev.study.baselines import discovery_budget
+
+    prog = {"candidate_id": "dpo-s0-it1-00004", "iteration": 1, "code_hash": "h" * 16, "status": "new",
+            "executable": True, "dev_accuracy": 0.5, "body": "    return sum(task_vectors)", "code": "c",
+            "behaviour": "dpo-s0-it1-00002", "algorithm": None, "dev_evaluated": 400, "dev_correct": 200,
+            "partial": False}
+    scored = {"executable": True, "dev_accuracy": 0.6, "dev_evaluated": 300, "dev_correct": 240, "partial": True}
+    row = loop.tuned_row(prog, 1.25, "c2", "g" * 16, None, scored)
+    assert row["candidate_id"] == "dpo-s0-it1-00004-x1.25" and row["behaviour"] == "dpo-s0-it1-00002-x1.25"
+    assert row["body"].startswith("# 1.25 x the program dpo-s0-it1-00004") and row["code"] == "c2"
+    assert set(row) == set(loop.SCORE_COLUMNS)
+    assert [r["candidate_id"] for r in loop.best_programs([prog, row], 2)] == [row["candidate_id"], "dpo-s0-it1-00004"]
+    assert discovery_budget([[[prog], [row]]]) == 700
+    assert discovery_budget([[[prog]]]) == 400

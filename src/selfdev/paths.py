@@ -101,6 +101,10 @@ class Paths:
     def run_summary(self, arm: str, seed, ext: str) -> str:
         return self._p("loop", arm, f"seed{seed}", f"summary.{ext}")
 
+    def tuned(self, arm: str, seed) -> str:
+        """The run's best programs with their scale tuned on dev (rule `tune`), a scores table."""
+        return self._p("loop", arm, f"seed{seed}", "tuned.parquet")
+
     # Final study: held-out evaluation, baselines, transfer, arms, plots, report
     def final(self, *parts: str) -> str:
         return self._p("final", *parts)

@@ -270,9 +270,16 @@ def run_scores(arm, seed):
     return [PATHS.scores(arm, seed, it) for it in ITERATIONS]
 
 
+def selected_scores(arm, seed):
+    """What a run's final programs are chosen from: its iterations' scores and, with loop.tune, its best
+    programs with their scale tuned on dev."""
+    return run_scores(arm, seed) + ([PATHS.tuned(arm, seed)] if config["loop"]["tune"]["programs"] else [])
+
+
 def budget_runs(wildcards):
-    """The discovery runs (main arm, every seed) whose dev evaluations a budget-matched baseline gets."""
-    return [run_scores(MAIN_ARM, s) for s in SEEDS] if wildcards.mode == "budget" else []
+    """The discovery runs (main arm, every seed) whose dev evaluations a budget-matched baseline gets
+    (tuning the scales included)."""
+    return [selected_scores(MAIN_ARM, s) for s in SEEDS] if wildcards.mode == "budget" else []
 
 
 def baseline_files():

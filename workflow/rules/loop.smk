@@ -194,6 +194,30 @@ rule dpo:
         "../scripts/dpo.py"
 
 
+# After the last iteration: the run's best programs with their scale tuned on dev (loop.tune).
+rule tune:
+    input:
+        unpack(lambda wc: world_files()),
+        scores=lambda wc: run_scores(wc.arm, int(wc.seed)),
+        rows=PATHS.data("dev"),
+        prompt=config["eval"]["prompt"],
+    output:
+        tuned=PATHS.tuned("{arm}", "{seed}"),
+    params:
+        config=engine_cfg("seed", "threads", "device", "eval", "sandbox", "world.experts", "loop.racing", "loop.tune"),
+    threads: rule_threads(config, "tune", config["threads"])
+    log:
+        PATHS.log("tune_{arm}_s{seed}.log"),
+    benchmark:
+        PATHS.benchmark("tune_{arm}_s{seed}.tsv")
+    resources:
+        **rule_resources(config, "tune"),
+    conda:
+        SCORE_ENV
+    script:
+        "../scripts/tune.py"
+
+
 rule run_summary:
     input:
         iterations=lambda wc: [f for it in ITERATIONS for f in iteration_files(wc.arm, int(wc.seed), it).values()],

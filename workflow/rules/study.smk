@@ -7,7 +7,7 @@
 rule final_test:
     input:
         unpack(lambda wc: world_files()),
-        scores=lambda wc: run_scores(wc.arm, int(wc.seed)),
+        scores=lambda wc: selected_scores(wc.arm, int(wc.seed)),
         rows=PATHS.data("test"),
         prompt=config["eval"]["prompt"],
     output:
@@ -31,7 +31,7 @@ if SHARDS > 1:
 
     rule final_test_gather:
         input:
-            scores=lambda wc: run_scores(wc.arm, int(wc.seed)),
+            scores=lambda wc: selected_scores(wc.arm, int(wc.seed)),
             shards=final_test_shards,
         output:
             test=PATHS.final_test("{arm}", "{seed}"),
@@ -101,7 +101,7 @@ rule singles:
 rule transfer:
     input:
         unpack(lambda wc: world_files("transfer")),
-        scores=[p for s in SEEDS for p in run_scores(MAIN_ARM, s)],
+        scores=[p for s in SEEDS for p in selected_scores(MAIN_ARM, s)],
         dev=PATHS.data("dev"),
         test=PATHS.data("test"),
         prompt=config["eval"]["prompt"],

@@ -245,6 +245,54 @@ def dpo_step(*, config: dict, rep: int, iteration: int, factory_dir: str, pairs:
                      resolve_device(config["device"]), _prompt_format(config))
 
 
+def tune_step(*, config: dict, score_paths: Sequence[str], seed_dir: str, task_vectors: Sequence[str], rows: str,
+              shots: str, out_path: str, threads: int | None = None) -> dict:
+    """Rule `tune` (after a run's last iteration): the run's `loop.tune.programs` best programs by dev,
+    each scaled by every `loop.tune.scales` value (selfdev.loop.tables.scaled_program) and scored on
+    dev, as a baseline's lambda is tuned. With `loop.racing`, a scaled program stops once it cannot
+    beat the best program found so far. Its rows count in the budget the budget-matched baselines get.
+    config holds `seed`, `threads`, `device`, `eval`, `sandbox`, `world.experts` and `loop`."""
+    from selfdev.params import layer_count
+    from selfdev.sandbox.probe import check_program
+    from selfdev.sandbox.program import static_check
+    from selfdev.scoring.programs import make_scorer
+    from selfdev.scoring.racing import Race
+
+    set_threads(threads or config["threads"])
+    tc = config["loop"]["tune"]
+    top = loop.best_programs([r for p in score_paths for r in io.read_table(p, loop.SCORES_V)
+                              if not r.get("partial")], tc["programs"])
+    todo = [(prog, float(s)) for prog in top for s in tc["scales"] if float(s) != 1.0]
+    out: list[dict] = []
+    if todo:
+        limits = sandbox_limits(config, "probe")
+        n_experts, n_layers = len(config["world"]["experts"]), layer_count((), seed_dir)
+        scorer = make_scorer(config, seed_dir, task_vectors, rows, shots)
+        race = (Race(len(scorer.rows), [(1, [max(p["dev_correct"] for p in top)])], derive_seed(config["seed"], "tune"))
+                if config["loop"]["racing"] else None)
+        with _progress(len(todo), "tuning scales") as bar:
+            for prog, scale in todo:
+                code = loop.scaled_program(prog["code"], scale)
+                verdict = check_program(code, limits, n_experts, n_layers)
+                rec = scorer.score_program(code, probe_first=False, race=race) if verdict.executable else None
+                ok = rec is not None and rec.executable
+                scored = {"executable": ok, "category": (rec or verdict).category, "reason": (rec or verdict).reason,
+                          "dev_accuracy": rec.accuracy if ok else None, "per_skill": json.dumps(rec.per_skill if ok else {}),
+                          "score_seconds": sum(rec.timings.values()) if rec else 0.0,
+                          "dev_correct": sum(1 for c in rec.correct if c) if ok else None,
+                          "dev_evaluated": rec.evaluated if ok else None, "dev_problems": rec.n if rec else None,
+                          "partial": rec.partial if ok else False}
+                sig = json.dumps(verdict.info["signature"]) if verdict.executable else None
+                out.append(loop.tuned_row(prog, scale, code, static_check(code, limits.allowed_imports).code_hash,
+                                          sig, scored))
+                bar.update(1)
+        scorer.engine.close()
+    io.write_table(out, out_path, loop.SCORES_V, loop.SCORE_COLUMNS)
+    best = max((r for r in out if r["executable"] and not r["partial"]), key=lambda r: r["dev_accuracy"], default=None)
+    return {"programs": len(top), "scaled": len(out), "best_tuned_dev": best and best["dev_accuracy"],
+            "best_untuned_dev": top[0]["dev_accuracy"] if top else None}
+
+
 def summary_step(*, run: str, iterations: Sequence[dict], world_report: str, out_json: str, out_md: str) -> dict:
     """One run's (arm and seed) per-iteration statistics. Each of `iterations` names that iteration's
     files (candidates, executable, scores, and for the dpo arm pairs and train_log); every one is a

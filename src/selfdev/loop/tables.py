@@ -384,6 +384,35 @@ def best_programs(rows: Sequence[dict], k: int) -> list[dict]:
     return _ranked(rows)[:k]
 
 
+# --- after the last iteration: each top program's scale tuned on dev -----------------------------
+def scaled_program(code: str, scale: float) -> str:
+    """`code` followed by a new `merge` returning `scale` times the original, called as the original
+    is (with the parameter's context when it takes one, by the sandbox's rule: a second positional
+    argument without a default, or named `context`). Still a plain program: probed, scored, hashed
+    and transferred like any other."""
+    import ast
+
+    tree = ast.parse(code)
+    fn = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "merge"][-1]
+    positional = fn.args.posonlyargs + fn.args.args
+    no_default = len(positional) - len(fn.args.defaults)
+    takes_context = len(positional) >= 2 and (no_default >= 2 or positional[1].arg == "context")
+    args = "task_vectors, context" if takes_context else "task_vectors"
+    return (code.rstrip() + "\n\n\n_unscaled_merge = merge\n\n\n"
+            f"def merge({args}):\n    # scale tuned on dev after the loop (loop.tune)\n"
+            f"    return {float(scale)!r} * _unscaled_merge({args})\n")
+
+
+def tuned_row(prog: dict, scale: float, code: str, code_hash: str, signature: str | None, scored: dict) -> dict:
+    """A scores row for `prog` scaled by `scale` (`scored`: the scoring fields of that program).
+    Its id and behaviour are the original's with `-x<scale>`; its body shows the scale."""
+    suffix = f"-x{float(scale):g}"
+    return {**{k: prog.get(k) for k in SCORE_COLUMNS}, **scored, "candidate_id": prog["candidate_id"] + suffix,
+            "code_hash": code_hash, "status": "new", "code": code, "signature": signature,
+            "body": f"# {float(scale):g} x the program {prog['candidate_id']} (scale tuned on dev)\n" + prog["body"],
+            "behaviour": behaviour_of(prog) + suffix, "algorithm": (prog.get("algorithm") or prog["code_hash"]) + suffix}
+
+
 def best_program(score_tables: Sequence[Sequence[dict]]) -> dict | None:
     ranked = _ranked([r for rows in score_tables for r in rows])
     return ranked[0] if ranked else None

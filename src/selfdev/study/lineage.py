@@ -19,8 +19,11 @@ from selfdev.loop import tables as loop
 def find_program(results: str | Path, program: str) -> dict:
     """The scores (or else candidates) row of a candidate id, or of a unique code-hash prefix."""
     rows = []
-    for pattern, version in (("scores.parquet", loop.SCORES_V), ("candidates.parquet", loop.CANDIDATES_V)):
-        for path in sorted(glob.glob(str(Path(results, "loop", "*", "seed*", "iter*", pattern)))):
+    # A program whose scale was tuned after the loop (id `<original>-x<scale>`) is in its run's tuned.parquet.
+    for patterns, version in (((("iter*", "scores.parquet"), ("tuned.parquet",)), loop.SCORES_V),
+                              ((("iter*", "candidates.parquet"),), loop.CANDIDATES_V)):
+        paths = [p for parts in patterns for p in sorted(glob.glob(str(Path(results, "loop", "*", "seed*", *parts))))]
+        for path in paths:
             for r in io.read_table(path, version):
                 if r["candidate_id"] == program or (len(program) >= 6 and (r.get("code_hash") or "").startswith(program)):
                     rows.append({**r, "table": path})
