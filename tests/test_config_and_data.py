@@ -26,6 +26,17 @@ def test_every_schema_key_has_description_and_default():
     assert missing == []
 
 
+def test_every_rule_with_resources_can_be_overridden_by_name():
+    """resources.rules accepts exactly the rules that read their resources from it (a rule missing from
+    the schema's list could not be given more memory or threads)."""
+    import re
+
+    used = {m for f in (REPO / "workflow" / "rules").glob("*.smk")
+            for m in re.findall(r'rule_resources\(config, "(\w+)"', f.read_text())}
+    listed = set(load_schema()["properties"]["resources"]["properties"]["rules"]["propertyNames"]["enum"])
+    assert "tune" in used and used == listed
+
+
 BAD_CONFIGS = [
     ({"world": {"data": {"dev_per_skill": "x"}}}, "world.data.dev_per_skill"),
     ({"world": {"experts": [{"name": "only", "skills": ["price"]}]}}, "world.experts"),
