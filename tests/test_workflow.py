@@ -293,6 +293,13 @@ def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
     evo = subprocess.run([sys.executable, "-m", "selfdev", "--config", str(tmp_path / "micro.yaml"), "lineage",
                           "evolve-s0-it2-00000"], capture_output=True, text=True, cwd=tmp_path)
     assert evo.returncode == 0 and "prompted with parent programs dpo-s0-it1-" in evo.stdout, evo.stdout + evo.stderr
+    # A scaled program (loop.tune) is found in its run's tuned.parquet, with the chain of its original.
+    tuned_id = tuned[0]["candidate_id"]
+    scaled = subprocess.run([sys.executable, "-m", "selfdev", "--config", str(tmp_path / "micro.yaml"), "lineage",
+                             tuned_id], capture_output=True, text=True, cwd=tmp_path)
+    assert scaled.returncode == 0, scaled.stderr
+    assert f"program {tuned_id}" in scaled.stdout and "seed0/tuned.parquet" in scaled.stdout
+    assert "  written by results/" in scaled.stdout
     bad = subprocess.run([sys.executable, "-m", "selfdev", "--config", str(tmp_path / "micro.yaml"), "lineage",
                           "dpo-s9-it9-00000"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode == 2 and "no program" in bad.stderr
