@@ -195,6 +195,13 @@ def study_section(results: Path) -> list[str]:
         lines.append(f"- **Seeds**: each seed's best program (any arm, by dev) beats {ps['baseline']['method']} "
                      f"({ps['baseline']['mode']}) with the interval above 0 in {ps['seeds_beating']} of {len(ps['seeds'])}: "
                      + "; ".join(f"seed {r['seed']} {r['arm']} **{_ci(r['margin'])}**" for r in ps["seeds"]) + ".")
+    nv = h.get("novel_per_seed")
+    if nv and nv["seeds"]:
+        lines.append(f"- **Novel programs** (behaviours the factory was not shown): each seed's best beats "
+                     f"{nv['baseline']['method']} ({nv['baseline']['mode']}) with the interval above 0 in "
+                     f"{nv['seeds_beating']} of {len(nv['seeds'])}: "
+                     + "; ".join(f"seed {r['seed']} {r['arm']} {r['candidate_id']} **{_ci(r['margin'])}**"
+                                 for r in nv["seeds"]) + ".")
     ub = h.get("upper_bound") or {}
     if ub.get("available"):
         frac = ub["fraction_closed"]

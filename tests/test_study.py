@@ -320,3 +320,28 @@ def test_headline_picks_the_best_arm_per_seed_and_states_the_gap_closed():
     assert "closes 60% of that gap" in study.study_markdown({"headline": h}, [])
     no_mt = study.headline(finals, study.baseline_rows(recs, [], 300, 0.95), 300, 0.95)
     assert no_mt["upper_bound"] == {"available": False}
+
+
+def test_headline_reports_each_seeds_best_novel_program():
+    """With the filter's novelty, each seed's best program the factory was not shown (a scaled program,
+    id `<original>-x<scale>`, takes its original's novelty) is compared with the same baseline."""
+    n = 100
+    ta = study.baseline_rows([{"family": "main", "method": "tsv", "mode": "budget", "n_evaluations": 4,
+                               "dev_problem_evaluations": 400, "best_params": {"lambda": 1.5}, "dev_accuracy": 0.55,
+                               "test_accuracy": 0.5, "test_correct": bits([i < 50 for i in range(n)])}], [], 300, 0.95)
+    shown = _final("dpo", 0, 1, [i < 80 for i in range(n)], dev=0.9)           # a library example, scaled
+    shown["candidate_id"] = "dpo-s0-it1-00003-x1.25"
+    novel_weak = _final("dpo", 0, 2, [i < 40 for i in range(n)], dev=0.6)
+    novel_good = _final("nodpo", 0, 3, [i < 70 for i in range(n)], dev=0.7)
+    novel_good["candidate_id"] = "nodpo-s0-it2-00001-x2"
+    finals = [shown, novel_weak, novel_good]
+    novelty = {"dpo-s0-it1-00003": False, novel_weak["candidate_id"]: True, "nodpo-s0-it2-00001": True}
+    h = study.headline(finals, ta, 300, 0.95, novelty)
+    assert [s["candidate_id"] for s in h["per_seed"]["seeds"]] == ["dpo-s0-it1-00003-x1.25"]
+    nv = h["novel_per_seed"]
+    assert [(s["candidate_id"], s["test_accuracy"]) for s in nv["seeds"]] == [("nodpo-s0-it2-00001-x2", 0.7)]
+    assert nv["seeds_beating"] == 1 and nv["baseline"]["method"] == "tsv"
+    assert "best *novel* program" in study.study_markdown({"headline": h}, [])
+    assert "novel_per_seed" not in study.headline(finals, ta, 300, 0.95)
+    none_novel = study.headline(finals, ta, 300, 0.95, {})
+    assert none_novel["novel_per_seed"]["seeds"] == []

@@ -283,6 +283,11 @@ def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
         assert (res / "final" / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     html = (res / "report.html").read_text(errors="replace")
     assert len(html) > 100_000 and "dev_distribution.png" in html and "study.html" in html
+    # The headline's novel programs: each one's original was marked novel by the filter.
+    novel = {r["candidate_id"]: r["novel"] for p in res.glob("loop/*/seed0/iter*/executable.parquet")
+             for r in io.read_table(p, loop.EXECUTABLE_V)}
+    headline = json.loads((res / "summary.json").read_text())["headline"]
+    assert all(novel[s["candidate_id"].rsplit("-x", 1)[0]] for s in headline["novel_per_seed"]["seeds"])
 
     lineage = subprocess.run([sys.executable, "-m", "selfdev", "--config", str(tmp_path / "micro.yaml"), "lineage",
                               "dpo-s0-it2-00000"], capture_output=True, text=True, cwd=tmp_path)

@@ -129,6 +129,7 @@ rule study:
         singles=[PATHS.singles(f) for f in FAMILIES],
         transfer=[PATHS.transfer_programs()] if TRANSFER else [],
         scores=[PATHS.scores(a, s, it) for a in ARMS for s in SEEDS for it in ITERATIONS],
+        executables=[PATHS.executable(a, s, it) for a in ARMS for s in SEEDS for it in ITERATIONS],
     output:
         **{k: report(v, category="Study", caption="../report/study.rst") if k == "html" else v
            for k, v in study_outputs().items()},

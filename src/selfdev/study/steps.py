@@ -159,8 +159,10 @@ def transfer_step(*, config: dict, score_paths: Sequence[str], seed_dir: str, ta
 
 def study_step(*, config: dict, final_paths: Sequence[str], baseline_paths: Sequence[str],
                singles_paths: Sequence[str], transfer_path: str | None, runs: dict[str, dict[int, list[str]]],
-               out: dict[str, str]) -> dict:
-    """Every table of the study from the step outputs: leaderboard, baselines, transfer, arms, summary."""
+               out: dict[str, str], executable_paths: Sequence[str] = ()) -> dict:
+    """Every table of the study from the step outputs: leaderboard, baselines, transfer, arms, summary.
+    `executable_paths`: the runs' executable tables, whose `novel` flags give the headline's best novel
+    program per seed."""
     st = config["study"]
     n_boot, level = st["bootstrap"], st["ci"]
     finals = [r for p in final_paths for r in io.read_table(p, FINAL_V)]
@@ -190,7 +192,9 @@ def study_step(*, config: dict, final_paths: Sequence[str], baseline_paths: Sequ
     arms_md = arms_markdown(arms)
     io.write_text(arms_md, out["arms_md"])
 
-    study = {"schema_version": STUDY_V, "headline": headline(finals, base_rows, n_boot, level),
+    novel = ({r["candidate_id"]: bool(r["novel"]) for p in executable_paths for r in io.read_table(p, loop.EXECUTABLE_V)}
+             if executable_paths else None)
+    study = {"schema_version": STUDY_V, "headline": headline(finals, base_rows, n_boot, level, novel),
              "transfer": t_summary, "dpo_vs_nodpo": arms["dpo_vs_nodpo"], "comparisons": arms["comparisons"]}
     write_json(study, out["json"])
     md = study_markdown(study, [lb_md, base_md, tr_md, arms_md])

@@ -173,12 +173,32 @@ def best_per_seed(leaderboard: Sequence[dict]) -> dict[int, dict]:
     return out
 
 
-def headline(leaderboard: Sequence[dict], baselines: Sequence[dict], n_boot: int, level: float) -> dict:
+def original_id(candidate_id: str) -> str:
+    """The candidate a program came from: a scaled program's (loop.tune) id is `<original>-x<scale>`."""
+    return candidate_id.rsplit("-x", 1)[0] if "-x" in candidate_id else candidate_id
+
+
+def best_novel_per_seed(leaderboard: Sequence[dict], novel: dict[str, bool]) -> dict[int, dict]:
+    """Per seed, the best scored program on the leaderboard (any arm and rank, by dev) whose behaviour
+    the factory was not shown (`novel`: candidate id -> the filter's novelty; a scaled program takes its
+    original's)."""
+    out: dict[int, dict] = {}
+    for r in leaderboard:
+        if r["executable"] and r["test_correct"] and novel.get(original_id(r["candidate_id"])):
+            best = out.get(r["seed"])
+            if best is None or (r["dev_accuracy"], best["candidate_id"]) > (best["dev_accuracy"], r["candidate_id"]):
+                out[r["seed"]] = r
+    return out
+
+
+def headline(leaderboard: Sequence[dict], baselines: Sequence[dict], n_boot: int, level: float,
+             novel: dict[str, bool] | None = None) -> dict:
     """The target: the best discovered program (any arm, top by dev, first seed) vs the best
     budget-matched baseline on test, with a paired CI of the margin. The baseline is chosen by dev,
     like the program (and, as a conservative variant, by test); grid-tuned baselines likewise. Then
     every seed's best program vs the budget-matched (else grid) baseline best on dev: how many seeds
-    beat it with an interval above 0."""
+    beat it with an interval above 0; and, given `novel` (candidate id -> novelty), the same for each
+    seed's best program the factory was not shown (the best may be a prompt or warm-up example)."""
     out: dict = {}
     per_seed = best_per_seed(leaderboard)
     if not per_seed:
@@ -197,16 +217,21 @@ def headline(leaderboard: Sequence[dict], baselines: Sequence[dict], n_boot: int
                         "test_accuracy": b["test_accuracy"], "margin": diff.to_dict(), "target_met": diff.estimate >= 0}
     ref = best_baseline(baselines, "main", "budget") or best_baseline(baselines, "main", "grid")
     if ref is not None:
-        seeds = []
-        for seed, r in sorted(per_seed.items()):
-            diff = paired_difference([float(c) for c in from_bits(r["test_correct"])],
-                                     [float(c) for c in from_bits(ref["test_correct"])], n_boot, level, 4)
-            seeds.append({"seed": seed, "arm": r["arm"], "candidate_id": r["candidate_id"],
-                          "dev_accuracy": r["dev_accuracy"], "test_accuracy": r["test_accuracy"],
-                          "margin": diff.to_dict(), "beats": diff.low > 0})
-        out["per_seed"] = {"baseline": {"method": ref["method"], "mode": ref["mode"], "params": ref["params"],
-                                        "test_accuracy": ref["test_accuracy"]},
-                           "seeds": seeds, "seeds_beating": sum(s["beats"] for s in seeds)}
+        def against_ref(best_by_seed: dict[int, dict]) -> dict:
+            seeds = []
+            for seed, r in sorted(best_by_seed.items()):
+                diff = paired_difference([float(c) for c in from_bits(r["test_correct"])],
+                                         [float(c) for c in from_bits(ref["test_correct"])], n_boot, level, 4)
+                seeds.append({"seed": seed, "arm": r["arm"], "candidate_id": r["candidate_id"],
+                              "dev_accuracy": r["dev_accuracy"], "test_accuracy": r["test_accuracy"],
+                              "margin": diff.to_dict(), "beats": diff.low > 0})
+            return {"baseline": {"method": ref["method"], "mode": ref["mode"], "params": ref["params"],
+                                 "test_accuracy": ref["test_accuracy"]},
+                    "seeds": seeds, "seeds_beating": sum(s["beats"] for s in seeds)}
+
+        out["per_seed"] = against_ref(per_seed)
+        if novel is not None:
+            out["novel_per_seed"] = against_ref(best_novel_per_seed(leaderboard, novel))
     out["upper_bound"] = gap_closed(best["test_accuracy"], baselines)
     out["available"] = True
     return out
@@ -345,12 +370,21 @@ def study_markdown(study: dict, sections: Sequence[str]) -> str:
             lines += ["", f"Every seed's best program (any arm, by dev) vs {ref['method']} ({ref['mode']}, test "
                       f"{_pct(ref['test_accuracy'])}): beaten with the interval above 0 in {ps['seeds_beating']} of "
                       f"{len(ps['seeds'])} seeds."]
-            for r in ps["seeds"]:
-                m = r["margin"]
-                lines.append(f"- seed {r['seed']}: {r['arm']} {r['candidate_id']} test {_pct(r['test_accuracy'])}, "
-                             f"{100 * m['estimate']:+.1f} [{100 * m['low']:+.1f}, {100 * m['high']:+.1f}]")
+            lines += _seed_lines(ps["seeds"])
+        nv = h.get("novel_per_seed")
+        if nv:
+            lines += ["", f"Every seed's best *novel* program (one whose behaviour the factory was not shown in its "
+                      f"prompt or warm-up library; among the leaderboard's) vs the same baseline: beaten with the "
+                      f"interval above 0 in {nv['seeds_beating']} of {len(nv['seeds'])} seeds."]
+            lines += _seed_lines(nv["seeds"])
     lines.append("")
     return "\n".join(lines) + "\n" + "\n".join(sections)
+
+
+def _seed_lines(seeds: Sequence[dict]) -> list[str]:
+    return [f"- seed {r['seed']}: {r['arm']} {r['candidate_id']} test {_pct(r['test_accuracy'])}, "
+            f"{100 * r['margin']['estimate']:+.1f} [{100 * r['margin']['low']:+.1f}, {100 * r['margin']['high']:+.1f}]"
+            for r in seeds]
 
 
 def transfer_summary(programs: Sequence[dict], baselines: Sequence[dict], n_boot: int, level: float) -> dict:
