@@ -142,7 +142,7 @@ def tuned_best(results: Path, runs: dict) -> list[str]:
     best program as the factory wrote it (`runs`: the run summaries by (arm, seed))."""
     import pyarrow.parquet as pq
 
-    from selfdev.loop.tables import best_program
+    from selfdev.loop.tables import TUNED_SUFFIX, best_program
 
     out = []
     for (a, s), summary in runs.items():
@@ -152,7 +152,7 @@ def tuned_best(results: Path, runs: dict) -> list[str]:
             continue
         tuned = best_program([[r for r in pq.read_table(path).to_pylist() if not r["partial"]]])
         if tuned:
-            original, scale = tuned["candidate_id"].rsplit("-x", 1)
+            original, scale = tuned["candidate_id"].rsplit(TUNED_SUFFIX, 1)
             out.append(f"{a} seed {s} {_pct(tuned['dev_accuracy'])} ({scale} x {original}) "
                        f"vs {_pct(written['dev_accuracy'])}")
     return out

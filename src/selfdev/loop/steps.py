@@ -161,19 +161,22 @@ def _score_programs(config: dict, todo: Sequence[dict], seed_dir: str, task_vect
     with _progress(len(todo), desc) as bar:
         for prog in todo:
             rec = scorer.score_program(prog["code"], probe_first=False, race=race)
-            hits = sum(1 for ok in rec.correct if ok) if rec.executable else None
             out.append({"candidate_id": prog["candidate_id"], "iteration": prog["iteration"],
-                        "code_hash": prog["code_hash"], "status": "new", "executable": rec.executable,
-                        "category": rec.category, "reason": rec.reason, "dev_accuracy": rec.accuracy,
-                        "per_skill": json.dumps(rec.per_skill), "score_seconds": sum(rec.timings.values()),
+                        "code_hash": prog["code_hash"], "status": "new", **_score_fields(rec),
                         "body": prog["body"], "code": prog["code"], "factory": prog["factory"],
                         "scored_in_iteration": prog["iteration"], "behaviour": prog["behaviour"],
-                        "algorithm": prog["algorithm"], "signature": prog["signature"],
-                        "dev_correct": hits, "dev_evaluated": rec.evaluated if rec.executable else None,
-                        "dev_problems": rec.n, "partial": rec.partial})
+                        "algorithm": prog["algorithm"], "signature": prog["signature"]})
             bar.update(1)
     scorer.engine.close()
     return out
+
+
+def _score_fields(rec) -> dict:
+    """The scores-table fields of a selfdev.scoring.merge.ScoreRecord."""
+    return {"executable": rec.executable, "category": rec.category, "reason": rec.reason, "dev_accuracy": rec.accuracy,
+            "per_skill": json.dumps(rec.per_skill), "score_seconds": sum(rec.timings.values()),
+            "dev_correct": sum(1 for ok in rec.correct if ok) if rec.executable else None,
+            "dev_evaluated": rec.evaluated if rec.executable else None, "dev_problems": rec.n, "partial": rec.partial}
 
 
 def _todo(candidates: str, executable: str, earlier_scores: Sequence[str]):
@@ -254,7 +257,7 @@ def tune_step(*, config: dict, score_paths: Sequence[str], seed_dir: str, task_v
     config holds `seed`, `threads`, `device`, `eval`, `sandbox`, `world.experts` and `loop`."""
     from selfdev.params import layer_count
     from selfdev.sandbox.probe import check_program
-    from selfdev.sandbox.program import static_check
+    from selfdev.scoring.merge import ScoreRecord
     from selfdev.scoring.programs import make_scorer
     from selfdev.scoring.racing import Race
 
@@ -273,18 +276,13 @@ def tune_step(*, config: dict, score_paths: Sequence[str], seed_dir: str, task_v
         with _progress(len(todo), "tuning scales") as bar:
             for prog, scale in todo:
                 code = loop.scaled_program(prog["code"], scale)
+                # Probed here (with the world's expert count and depth) for its behaviour signature.
                 verdict = check_program(code, limits, n_experts, n_layers)
-                rec = scorer.score_program(code, probe_first=False, race=race) if verdict.executable else None
-                ok = rec is not None and rec.executable
-                scored = {"executable": ok, "category": (rec or verdict).category, "reason": (rec or verdict).reason,
-                          "dev_accuracy": rec.accuracy if ok else None, "per_skill": json.dumps(rec.per_skill if ok else {}),
-                          "score_seconds": sum(rec.timings.values()) if rec else 0.0,
-                          "dev_correct": sum(1 for c in rec.correct if c) if ok else None,
-                          "dev_evaluated": rec.evaluated if ok else None, "dev_problems": rec.n if rec else None,
-                          "partial": rec.partial if ok else False}
+                rec = (scorer.score_program(code, probe_first=False, race=race) if verdict.executable else
+                       ScoreRecord(False, verdict.category, verdict.reason, None, len(scorer.rows),
+                                   timings={"probe_s": verdict.seconds}))
                 sig = json.dumps(verdict.info["signature"]) if verdict.executable else None
-                out.append(loop.tuned_row(prog, scale, code, static_check(code, limits.allowed_imports).code_hash,
-                                          sig, scored))
+                out.append(loop.tuned_row(prog, scale, code, verdict.code_hash, sig, _score_fields(rec)))
                 bar.update(1)
         scorer.engine.close()
     io.write_table(out, out_path, loop.SCORES_V, loop.SCORE_COLUMNS)

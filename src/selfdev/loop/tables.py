@@ -403,10 +403,18 @@ def scaled_program(code: str, scale: float) -> str:
             f"    return {float(scale)!r} * _unscaled_merge({args})\n")
 
 
-def tuned_row(prog: dict, scale: float, code: str, code_hash: str, signature: str | None, scored: dict) -> dict:
+TUNED_SUFFIX = "-x"  # a scaled program's id and behaviour: the original's, then -x<scale>
+
+
+def original_id(candidate_id: str) -> str:
+    """The candidate a program came from: a scaled program's id is `<original>-x<scale>` (tuned_row)."""
+    return candidate_id.rsplit(TUNED_SUFFIX, 1)[0]
+
+
+def tuned_row(prog: dict, scale: float, code: str, code_hash: str | None, signature: str | None, scored: dict) -> dict:
     """A scores row for `prog` scaled by `scale` (`scored`: the scoring fields of that program).
     Its id and behaviour are the original's with `-x<scale>`; its body shows the scale."""
-    suffix = f"-x{float(scale):g}"
+    suffix = f"{TUNED_SUFFIX}{float(scale):g}"
     return {**{k: prog.get(k) for k in SCORE_COLUMNS}, **scored, "candidate_id": prog["candidate_id"] + suffix,
             "code_hash": code_hash, "status": "new", "code": code, "signature": signature,
             "body": f"# {float(scale):g} x the program {prog['candidate_id']} (scale tuned on dev)\n" + prog["body"],

@@ -173,18 +173,13 @@ def best_per_seed(leaderboard: Sequence[dict]) -> dict[int, dict]:
     return out
 
 
-def original_id(candidate_id: str) -> str:
-    """The candidate a program came from: a scaled program's (loop.tune) id is `<original>-x<scale>`."""
-    return candidate_id.rsplit("-x", 1)[0] if "-x" in candidate_id else candidate_id
-
-
 def best_novel_per_seed(leaderboard: Sequence[dict], novel: dict[str, bool]) -> dict[int, dict]:
     """Per seed, the best scored program on the leaderboard (any arm and rank, by dev) whose behaviour
     the factory was not shown (`novel`: candidate id -> the filter's novelty; a scaled program takes its
     original's)."""
     out: dict[int, dict] = {}
     for r in leaderboard:
-        if r["executable"] and r["test_correct"] and novel.get(original_id(r["candidate_id"])):
+        if r["executable"] and r["test_correct"] and novel.get(loop.original_id(r["candidate_id"])):
             best = out.get(r["seed"])
             if best is None or (r["dev_accuracy"], best["candidate_id"]) > (best["dev_accuracy"], r["candidate_id"]):
                 out[r["seed"]] = r
