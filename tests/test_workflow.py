@@ -248,10 +248,10 @@ def _check_study(tmp_path: Path, res: Path, loop_dir: Path) -> None:
     methods = ("task_arithmetic", "ties", "model_stock", "tsv", "lines_ta")
     assert {m for m, mode in main if mode == "grid"} == set(methods)
     assert {m for m, mode in main if mode == "budget"} == set(methods) - {"model_stock"}
-    # loop.tune: the run's 3 best programs (by dev, full scores), each scaled by the 5 default scales.
+    # loop.tune: the run's 6 best programs (by dev, full scores; the default), each scaled by the 5 default scales.
     scored = [r for it in (1, 2) for r in io.read_table(loop_dir / f"iter{it}" / "scores.parquet", loop.SCORES_V)]
     tuned = io.read_table(res / "loop" / "dpo" / "seed0" / "tuned.parquet", loop.SCORES_V)
-    best = [r["candidate_id"] for r in loop.best_programs([r for r in scored if not r["partial"]], 3)]
+    best = [r["candidate_id"] for r in loop.best_programs([r for r in scored if not r["partial"]], 6)]
     assert [r["candidate_id"] for r in tuned] == [f"{b}-x{s:g}" for b in best for s in (0.5, 0.75, 1.25, 1.5, 2.0)]
     # (the micro prompt's merge takes no context, so neither does the scaled one)
     assert all(r["code"].rstrip().endswith("return 2.0 * _unscaled_merge(task_vectors)") for r in tuned[4::5])

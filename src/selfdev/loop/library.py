@@ -104,10 +104,12 @@ EXAMPLE_BODIES: tuple[str, ...] = (
     """    stacked = torch.stack(task_vectors)
     scale = 0.6 if context["kind"] == "down_proj" else 0.4
     return scale * stacked.sum(dim=0)""",
-    # The prompt's building blocks (ties_merge, tsv_merge) in use: combined, chosen per kind, scaled by
-    # depth. Round constants, not tuned on any world: the prompt imports the blocks (selfdev_blocks), and a
-    # spectral merge written from scratch is longer than the factory can write (TSV-Merge: 213 tokens).
-    """    return 0.5 * tsv_merge(task_vectors) + 0.5 * ties_merge(task_vectors)""",
+    # The prompt's building blocks (ties_merge, tsv_merge) in use: chosen per kind, scaled by depth, mixed
+    # with a sum. Round constants, not tuned on any world: the prompt imports the blocks (selfdev_blocks),
+    # and a spectral merge written from scratch is longer than the factory can write (TSV-Merge: 213
+    # tokens). No body averages the two blocks: that program, scaled by `loop.tune`, beat every baseline
+    # when it was here (+4.2 points on test over budget-matched TSV-Merge, 3 of 3 seeds), so a win by it
+    # would be ours, not the factory's; a factory that writes it now wrote it unshown.
     """    if context["kind"] == "down_proj":
         return ties_merge(task_vectors)
     return tsv_merge(task_vectors)""",
