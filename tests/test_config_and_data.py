@@ -189,3 +189,21 @@ def test_atomic_writes_replace_whole_and_clear_what_a_killed_write_left(tmp_path
         tmp.write_text("whole")
     assert (tmp_path / "table.parquet").read_text() == "whole"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".seed.x.4242.tmp", ".seedling.7.tmp", "seed", "table.parquet"]
+
+
+SHIPPED_CONFIGS = sorted(p.relative_to(REPO).as_posix() for d in ("config", "config/factories")
+                         for p in (REPO / d).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED_CONFIGS)
+def test_every_shipped_config_validates_and_names_files_that_exist(name):
+    """Each config a user is told to run passes the schema (a typo'd key or a wrong type fails here, not
+    after an hour of a run), and the prompt files it names are in the repository."""
+    cfg = load_config(REPO / name)
+    for path in (cfg["factory"]["prompt"], cfg["eval"]["prompt"]):
+        assert (REPO / path).is_file(), f"{name}: {path}"
+
+
+def test_shipped_configs_are_found():
+    assert {"config/config.yaml", "config/study.yaml", "config/discovery_qwen15_blocks.yaml",
+            "config/factories/qwen15_vllm.yaml"} <= set(SHIPPED_CONFIGS)
