@@ -20,9 +20,11 @@ def build_tiny_factory(out_dir: Path, steps: int = 300, seed: int = 0, heads: in
     torch.manual_seed(seed)
     tok = build_char_tokenizer(string.printable)
     model = build_tiny_llama(TinyLlamaSpec(64, 192, 2, heads, 1024), tok, seed)
-    # Short bodies only: a tiny character-level model learns them in a few hundred steps (its prompt
-    # has the one-argument `merge`, so none that reads a context).
-    bodies = [b for b in EXAMPLE_BODIES if "math." not in b and "context" not in b and len(b) <= 110]
+    # Short bodies only: a tiny character-level model learns them in a few hundred steps. Only bodies
+    # that run under its prompt: the one-argument `merge` without imports, so none that reads a context or
+    # calls a building block (ties_merge, tsv_merge) or math.
+    bodies = [b for b in EXAMPLE_BODIES
+              if "math." not in b and "context" not in b and "_merge(" not in b and len(b) <= 110]
     seqs = [tok(MICRO_PROMPT + "\n" + b + "\n", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
             for b in bodies]
     plen = len(tok(MICRO_PROMPT, add_special_tokens=False)["input_ids"])
